@@ -1,0 +1,159 @@
+"""Datasets as device tensors: the raw arrays, class-balanced subsets and normalisation.
+
+A dataset is registered in ``registry.DATASETS`` as a ``DatasetSpec``: the files it needs, where
+to fetch them, and a ``read(root)`` that returns ``ArrayData``. ``load_dataset`` turns that into
+``Dataset`` tensors on the training device, once per run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from plasticlab import registry
+from plasticlab.registry import UserError
+
+
+@dataclass
+class RemoteFile:
+    """One distribution file: its name under the dataset directory, URL and checksum."""
+
+    name: str
+    url: str
+    sha256: str | None = None
+    md5: str | None = None
+    extract: bool = False
+    """An archive to unpack (path-safely) after download."""
+
+
+@dataclass
+class ArrayData:
+    """A dataset as host arrays. Images are (N, C, H, W) uint8 or float; labels int64."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: int
+
+
+@dataclass
+class DatasetSpec:
+    """How to find, fetch and read one dataset."""
+
+    name: str
+    read: Callable[[Path], ArrayData]
+    """Read the standard files from the dataset's directory ``root / name``."""
+    required: list[str] = field(default_factory=list)
+    """Files (relative to ``root / name``) that must exist for ``read`` to work."""
+    remote: list[RemoteFile] = field(default_factory=list)
+    description: str = ""
+    embedded: bool = False
+    """Shipped with a dependency; needs no files."""
+
+
+@dataclass
+class Dataset:
+    """Device tensors of one dataset after subsetting and normalisation."""
+
+    x_train: torch.Tensor  # (N, C, H, W) float32
+    y_train: torch.Tensor  # (N,) int64
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data directory: ``root``, else ``$PLASTICLAB_DATA``, else ``~/.cache/plasticlab``."""
+    if root:
+        return Path(root).expanduser()
+    env = os.environ.get("PLASTICLAB_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "plasticlab"
+
+
+def get_spec(name: str) -> DatasetSpec:
+    import plasticlab.data  # noqa: F401  (registers the datasets)
+
+    if name not in registry.DATASETS:
+        raise UserError(f"unknown dataset {name!r} (allowed: {', '.join(sorted(registry.DATASETS))})")
+    return registry.DATASETS[name]
+
+
+def read_arrays(name: str, root: str | os.PathLike | None = None) -> ArrayData:
+    """Read dataset ``name`` from disk (or its embedded source) as host arrays.
+
+    Raises:
+        UserError: files missing (names them, the directory searched and the fetch command).
+    """
+    spec = get_spec(name)
+    base = data_root(root)
+    folder = base / name
+    missing = [f for f in spec.required if not (folder / f).exists()]
+    if missing:
+        raise UserError(
+            f"dataset {name!r} not found: missing {', '.join(missing)} in {folder} "
+            f"(run `plasticlab data fetch {name}`{'' if root is None else f' --root {base}'}, "
+            f"or set data.root / $PLASTICLAB_DATA to where the files are)"
+        )
+    return spec.read(folder)
+
+
+def class_balanced_indices(y: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
+    """Indices of ``per_class`` examples of every class, drawn from ``seed``, in sorted order.
+
+    ``per_class=None`` keeps everything. A class with fewer examples than asked is an error.
+    """
+    if per_class is None:
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        if len(idx) < per_class:
+            raise UserError(
+                f"config: data.samples_per_class={per_class} but class {c} has only {len(idx)} examples "
+                f"(lower it or set it to null)"
+            )
+        out.append(rng.choice(idx, size=per_class, replace=False))
+    return np.sort(np.concatenate(out))
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | None = None,
+    samples_per_class: int | None = None,
+    test_samples_per_class: int | None = None,
+    normalize: bool = True,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> Dataset:
+    """Read, subset (class-balanced, from ``seed``) and normalise a dataset onto ``device``.
+
+    Normalisation standardises each channel with the (subset) training set's mean and std.
+    """
+    arr = read_arrays(name, root)
+    tr = class_balanced_indices(arr.y_train, samples_per_class, seed)
+    te = class_balanced_indices(arr.y_test, test_samples_per_class, seed + 1)
+    x_tr = torch.as_tensor(np.ascontiguousarray(arr.x_train[tr])).float()
+    x_te = torch.as_tensor(np.ascontiguousarray(arr.x_test[te])).float()
+    if arr.x_train.dtype == np.uint8:
+        x_tr, x_te = x_tr / 255.0, x_te / 255.0
+    if normalize:
+        dims = [0, 2, 3] if x_tr.ndim == 4 else [0]
+        mean = x_tr.mean(dim=dims, keepdim=True)
+        std = x_tr.std(dim=dims, keepdim=True).clamp_min(1e-6)
+        x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
+    y_tr = torch.as_tensor(arr.y_train[tr], dtype=torch.int64)
+    y_te = torch.as_tensor(arr.y_test[te], dtype=torch.int64)
+    dev = torch.device(device)
+    return Dataset(x_tr.to(dev), y_tr.to(dev), x_te.to(dev), y_te.to(dev), arr.classes)
