@@ -1,0 +1,109 @@
+"""The method protocol: how a mitigation hooks into the training loop.
+
+The loop (``plasticlab.engine.loop``) owns the order. Per optimiser step::
+
+    out = model(x); loss = task_loss + Σ m.extra_loss(model)      # inside the graph
+    optimizer.zero_grad(); loss.backward(); optimizer.step()
+    for m in methods: if step % m.every == 0: m.after_step(step, x)   # device ops only
+
+and at task boundaries ``on_task_start(task)`` (before the task's first step) and
+``on_task_end(task)`` (after its last step, before measurements). Methods run in config order
+and do not depend on each other. A method's hyperparameters are its dataclass fields (its
+config section); state built in ``setup`` gets a trailing ``_``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import torch
+from torch import nn
+
+from plasticlab.units import UnitLayer
+
+
+def derived_seed(*parts: object) -> int:
+    """A 63-bit seed derived from any parts (e.g. ``(seed, "redo", step)``), stable across runs."""
+    h = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+@dataclass
+class MethodContext:
+    """What a method may touch, handed to ``setup`` once before step 0."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    units: list[UnitLayer]
+    seed: int
+    device: torch.device
+    fresh_model: Callable[[int], nn.Module]
+    """Build a freshly initialised model of the same architecture from a seed (full reset)."""
+    activations: list[torch.Tensor | None] = field(default_factory=list)
+    """When a method sets ``capture = True``, the loop stores each unit layer's activation of
+    the latest training forward here (detached), one entry per unit layer."""
+
+    def generator(self, *parts: object) -> torch.Generator:
+        """A generator on the training device seeded from (run seed, *parts): resume-exact."""
+        g = torch.Generator(device=self.device)
+        g.manual_seed(derived_seed(self.seed, *parts))
+        return g
+
+
+class Method(Protocol):
+    every: int
+    """after_step cadence in optimiser steps (1 = every step)."""
+    capture: bool
+    """Whether the loop must capture unit activations during training forwards."""
+
+    def setup(self, ctx: MethodContext) -> None:
+        """Once, before step 0 (and again before a resume loads state). May sync."""
+
+    def on_task_start(self, task: int) -> None:
+        """At a boundary, before the task's first optimiser step. May sync."""
+
+    def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
+        """A loss term added inside the graph before backward. No host sync."""
+
+    def after_step(self, step: int, x: torch.Tensor) -> None:
+        """After optimizer.step() when ``step % every == 0``; ``x`` is the step's input batch.
+        Device ops only: choose with masks, never with .item()."""
+
+    def on_task_end(self, task: int) -> None:
+        """At a boundary, after the task's last step and before measurements. May sync."""
+
+    def state_dict(self) -> dict:
+        """Tensors and numbers needed to resume exactly."""
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class MethodDefaults:
+    """No-op hooks. # why: plain mixin of empty defaults, not a template; each method overrides
+    only the hooks it uses."""
+
+    every: int = 1
+    capture: bool = False
+
+    def setup(self, ctx: MethodContext) -> None:
+        self.ctx_ = ctx
+
+    def on_task_start(self, task: int) -> None:
+        pass
+
+    def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
+        return None
+
+    def after_step(self, step: int, x: torch.Tensor) -> None:
+        pass
+
+    def on_task_end(self, task: int) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
