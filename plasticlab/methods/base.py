@@ -14,20 +14,14 @@ config section); state built in ``setup`` gets a trailing ``_``.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import torch
 from torch import nn
 
+from plasticlab.seeding import derived_seed
 from plasticlab.units import UnitLayer
-
-
-def derived_seed(*parts: object) -> int:
-    """A 63-bit seed derived from any parts (e.g. ``(seed, "redo", step)``), stable across runs."""
-    h = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
 
 
 @dataclass
