@@ -100,7 +100,7 @@ def setup(cfg: RunConfig, device: torch.device | None = None) -> Setup:
                         activations=[None] * len(unit_map))
     for m in cfg.method:
         m.setup(ctx)
-    n_train = base.x_train.shape[0]
+    n_train = family.n_train(base) if hasattr(family, "n_train") else base.x_train.shape[0]
     schedule = build_schedule(cfg.environment, family.count, steps_per_epoch(n_train, cfg.optim.batch_size))
     env = registry.ENVIRONMENTS[cfg.environment.kind](classes=n_out, mode=cfg.environment.transition.mode)
     probe_idx = None
