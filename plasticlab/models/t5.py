@@ -88,6 +88,13 @@ def t5_config(spec: T5Spec, vocab: int):
                     pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=BOS, use_cache=False)
 
 
+def key_mask(x: torch.Tensor) -> torch.Tensor:
+    """Additive attention mask (B, 1, 1, L_in): 0 on tokens, the float minimum on <pad>.
+    # why: transformers builds this itself from a (B, L) mask, but then calls ``mask.all()`` (a host
+    # sync) on every forward; a ready 4-D mask is used as it is."""
+    return torch.where(x != PAD, 0.0, torch.finfo(torch.float32).min)[:, None, None, :]
+
+
 class T5Seq2Seq(nn.Module):
     """T5 over plasticlab token ids: x (B, L_in), y (B, L_out) → logits (B, L_out, V)."""
 
@@ -100,12 +107,12 @@ class T5Seq2Seq(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         dec_in = torch.cat([torch.full_like(y[:, :1], BOS), y[:, :-1]], dim=1)  # shift right
-        return self.t5(input_ids=x, attention_mask=x != PAD, decoder_input_ids=dec_in, use_cache=False).logits
+        return self.t5(input_ids=x, attention_mask=key_mask(x), decoder_input_ids=dec_in, use_cache=False).logits
 
     # --- decoding interface (plasticlab.language.decoding) ---
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(encoder output (B, L_in, d_model), attention mask (B, L_in))."""
-        mask = x != PAD
+        """(encoder output (B, L_in, d_model), additive key mask (B, 1, 1, L_in))."""
+        mask = key_mask(x)
         return self.t5.encoder(input_ids=x, attention_mask=mask).last_hidden_state, mask
 
     def step(self, memory, tokens: torch.Tensor, cache):
@@ -126,8 +133,8 @@ class T5Seq2Seq(nn.Module):
     # --- plasticlab model interface ---
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder output averaged over the non-pad positions of x: (B, d_model)."""
-        hidden, mask = self.encode(x)
-        m = mask.unsqueeze(-1).to(hidden.dtype)
+        hidden, _ = self.encode(x)
+        m = (x != PAD).unsqueeze(-1).to(hidden.dtype)
         return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
 
     def feed_forwards(self) -> list[tuple[str, nn.Module]]:

@@ -83,3 +83,18 @@ def test_unit_map_addresses_feed_forward_units():
 def test_t5_needs_token_inputs():
     with pytest.raises(UserError, match="language family"):
         T5Spec(d_model=32, d_ff=64).build((1, 8, 8), 10)
+
+
+def test_loss_and_backward_never_sync(monkeypatch):
+    model = tiny().train()
+    x, y = batch()
+
+    def sync(*_a, **_k):
+        raise AssertionError("host sync inside the training step")
+
+    for name in ("item", "__bool__", "__float__", "__int__", "tolist", "cpu", "nonzero"):
+        monkeypatch.setattr(torch.Tensor, name, sync)
+    loss, correct, n = seq2seq_loss(model, x, y)
+    (loss * 1.0).backward()
+    monkeypatch.undo()
+    assert int(n) == 12 and model.t5.lm_head.weight.grad is not None
