@@ -69,8 +69,9 @@ def conv_builder() -> Callable[[int], nn.Module]:
 class Driver:
     """Model + Adam + methods + capture hooks, stepping like the engine."""
 
-    def __init__(self, methods: list, build: Callable[[int], nn.Module] = mlp_builder(), seed: int = 0,
+    def __init__(self, methods: list, build: Callable[[int], nn.Module] | None = None, seed: int = 0,
                  lr: float = 1e-2, n_in: int = N_IN):
+        build = build or mlp_builder()
         self.model = build(seed)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
         self.methods = methods

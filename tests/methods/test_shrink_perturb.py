@@ -36,7 +36,8 @@ def test_init_noise_draws_from_each_parameters_init():
         torch.testing.assert_close(p.detach(), 0.5 * b + inits[id(p)].draw(g), rtol=0, atol=1e-7)
     assert len(d.optimizer.state) == 0
     i = [n for n, _ in d.model.named_parameters()].index("norms.0.weight")
-    torch.testing.assert_close(d.model.norms[0].weight.detach(), 0.5 * before[i] + 1.0)  # gains are perturbed by their init, 1
+    # a norm gain is perturbed by its init, the constant 1
+    torch.testing.assert_close(d.model.norms[0].weight.detach(), 0.5 * before[i] + 1.0)
 
 
 def test_init_noise_falls_back_to_a_fresh_model():
