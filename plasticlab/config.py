@@ -143,7 +143,7 @@ _TAGGED = {"tasks": (registry.FAMILIES, "family"), "model": (registry.MODELS, "n
 DEFAULT_CONFIG: dict = {
     "seed": 0,
     "data": {"name": "digits"},
-    "tasks": {"family": "permuted-pixels", "count": 10},
+    "tasks": {"family": "random-labels", "count": 10},
     "environment": {"kind": "abrupt", "epochs_per_task": 10},
     "model": {"name": "mlp", "hidden": [256, 256, 256, 256]},
     "optim": {"name": "adam", "lr": 1.0e-3, "batch_size": 64},
