@@ -121,7 +121,9 @@ def fetch_hint(name: str, root: str | os.PathLike | None = None, force: bool = F
             + ("" if base == data_root(None) else f" --root {base}"))
 
 
-def missing_error(spec: DatasetSpec, folder: Path, missing: list[str], root=None) -> UserError:
+def missing_error(
+    spec: DatasetSpec, folder: Path, missing: list[str], root: str | os.PathLike | None = None
+) -> UserError:
     """The one-line error for absent files: which, where, and how to get them."""
     return UserError(
         f"dataset {spec.name!r} not found: missing {', '.join(missing)} in {folder} "

@@ -62,3 +62,22 @@ def tar_bytes(members: dict[str, bytes], links: dict[str, tuple[str, bytes]] | N
             info.type, info.linkname = kind, target
             tf.addfile(info)
     return buf.getvalue()
+
+
+def py2_cifar_pickle(data: np.ndarray, labels: list[int], label_key: bytes = b"labels") -> bytes:
+    """A batch pickled the way the official files were (Python 2 cPickle, protocol 2, numpy 1.x):
+    byte strings as BINSTRING and the array via ``numpy.core.multiarray._reconstruct``."""
+
+    def s(b: bytes) -> bytes:  # SHORT_BINSTRING / BINSTRING
+        return (b"U" + bytes([len(b)]) if len(b) < 256 else b"T" + struct.pack("<i", len(b))) + b
+
+    def i(v: int) -> bytes:  # BININT
+        return b"J" + struct.pack("<i", v)
+
+    dtype = b"cnumpy\ndtype\n" + s(b"u1") + i(0) + i(1) + b"\x87R" + b"(" + i(3) + s(b"|") + b"NNN" \
+        + i(-1) + i(-1) + i(0) + b"tb"
+    array = (b"cnumpy.core.multiarray\n_reconstruct\n" + b"cnumpy\nndarray\n" + i(0) + b"\x85" + s(b"b")
+             + b"\x87R" + b"(" + i(1) + i(data.shape[0]) + i(data.shape[1]) + b"\x86" + dtype + b"\x89"
+             + s(np.ascontiguousarray(data, np.uint8).tobytes()) + b"tb")
+    label_list = b"]" + b"(" + b"".join(i(v) for v in labels) + b"e"
+    return b"\x80\x02}(" + s(b"data") + array + s(label_key) + label_list + b"u."

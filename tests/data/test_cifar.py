@@ -9,7 +9,7 @@ import pytest
 from plasticlab.data import read_arrays
 from plasticlab.registry import UserError
 
-from .formats import cifar_batch
+from .formats import cifar_batch, py2_cifar_pickle
 
 
 def write_cifar10(root, n=4):
@@ -34,6 +34,17 @@ def test_cifar10_exact(tmp_path):
     want = sum((batches[f"data_batch_{i}"][b"labels"] for i in range(1, 6)), [])
     assert arr.y_train.dtype == np.int64 and arr.y_train.tolist() == want
     assert arr.y_test.tolist() == batches["test_batch"][b"labels"]
+
+
+def test_python2_pickles_like_the_official_files(tmp_path):
+    """The official batches are Python 2 pickles naming numpy.core.multiarray._reconstruct."""
+    batches = write_cifar10(tmp_path)
+    d = tmp_path / "cifar10" / "cifar-10-batches-py"
+    for name, b in batches.items():
+        (d / name).write_bytes(py2_cifar_pickle(b[b"data"], b[b"labels"]))
+    arr = read_arrays("cifar10", tmp_path)
+    np.testing.assert_array_equal(arr.x_test.reshape(4, -1), batches["test_batch"][b"data"])
+    assert arr.y_train[:4].tolist() == batches["data_batch_1"][b"labels"]
 
 
 def test_cifar100_fine_labels(tmp_path):
