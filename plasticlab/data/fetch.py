@@ -96,8 +96,10 @@ def intact(path: Path, rf: RemoteFile) -> bool:
     return path.is_file() and (digest is None or file_digest(path, digest[0]) == digest[1])
 
 
-def download(rf: RemoteFile, dest: Path) -> None:
+def download(rf: RemoteFile, dest: Path, retry: str = "plasticlab data fetch") -> None:
     """Download ``rf`` to ``dest`` atomically, trying ``rf.url`` then each mirror.
+
+    ``retry`` is the command named in the error message (after placing the file by hand).
 
     Raises:
         UserError: every URL failed (network error or checksum mismatch); nothing is left behind.
@@ -112,8 +114,8 @@ def download(rf: RemoteFile, dest: Path) -> None:
         except (OSError, http.client.HTTPException) as e:  # URLError and HTTPError are OSErrors
             failures.append(f"{url}: {e}")
     raise UserError(
-        f"could not download {rf.name}: {'; '.join(failures)} (check the network and retry, or put the file "
-        f"into {dest.parent} by hand and run `plasticlab data verify`)"
+        f"could not download {rf.name}: {'; '.join(failures)} (check the network and retry, or put "
+        f"{rf.name} into {dest.parent} by hand and run `{retry}`)"
     )
 
 
@@ -252,7 +254,7 @@ def fetch(name: str, root: str | None = None, force: bool = False) -> Path:
     for rf in spec.remote:
         path = folder / rf.name
         if force or not intact(path, rf):
-            download(rf, path)
+            download(rf, path, retry=fetch_hint(name, root))
         if rf.extract:
             safe_extract(path, folder)
             path.unlink()

@@ -53,7 +53,7 @@ def test_fetch_downloads_verifies_and_reads(tmp_path, mnist_server):
 def test_fetch_skips_intact_files(tmp_path, mnist_server, monkeypatch):
     root = str(tmp_path / "data")
     fetch("mnist", root)
-    monkeypatch.setattr(fetch_mod, "download", lambda *a: pytest.fail("downloaded again"))
+    monkeypatch.setattr(fetch_mod, "download", lambda *a, **k: pytest.fail("downloaded again"))
     fetch("mnist", root)
 
 
@@ -135,6 +135,20 @@ def test_fetch_tar_extracts_and_removes_archive(tmp_path, monkeypatch):
         verify("cifar10", str(root))
     fetch("cifar10", str(root), force=True)
     assert len(read_arrays("cifar10", root).y_test) == 2
+
+
+def test_archive_placed_by_hand_is_reused(tmp_path, monkeypatch):
+    members = {f"cifar-100-python/{k}": pickle.dumps(cifar_batch(1, 2, 100, b"fine_labels")) for k in ("train", "test")}
+    data = tar_bytes(members)
+    spec = registry.DATASETS["cifar100"]
+    remote = dataclasses.replace(spec.remote[0], url="file:///nonexistent.tar.gz", md5=md5(data))
+    monkeypatch.setitem(registry.DATASETS, "cifar100", dataclasses.replace(spec, remote=[remote], checksums={}))
+    (tmp_path / "cifar100").mkdir()
+    (tmp_path / "cifar100" / "cifar-100-python.tar.gz").write_bytes(data)
+    monkeypatch.setattr(fetch_mod, "download", lambda *a, **k: pytest.fail("downloaded"))
+    fetch("cifar100", str(tmp_path))
+    assert os.listdir(tmp_path / "cifar100") == ["cifar-100-python"]
+    assert read_arrays("cifar100", tmp_path).classes == 100
 
 
 def test_cifar_spec_checksums_are_the_published_ones():
@@ -222,7 +236,7 @@ def test_list_rows(tmp_path):
 
 
 def test_embedded_needs_no_fetch(tmp_path, monkeypatch):
-    monkeypatch.setattr(fetch_mod, "download", lambda *a: pytest.fail("downloaded"))
+    monkeypatch.setattr(fetch_mod, "download", lambda *a, **k: pytest.fail("downloaded"))
     fetch("digits", str(tmp_path))
     assert verify("digits", str(tmp_path))[0].startswith("ok  digits")
     assert not np.any([p.exists() for p in tmp_path.iterdir()])
