@@ -16,30 +16,11 @@ Usage::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 
+from plasticlab.config import AugmentConfig  # noqa: F401  (re-exported)
 from plasticlab.registry import UserError
-
-
-@dataclass
-class AugmentConfig:
-    """Training-batch augmentation (off by default; images (C, H, W) only)."""
-
-    enabled: bool = False
-    crop_padding: int = 4
-    """p: pad every side by p pixels, then crop back to H×W at a random offset (0 = no crop)."""
-    flip: bool = True
-    """Mirror each example left–right with probability ½."""
-    padding_mode: Literal["constant", "reflect", "replicate"] = "constant"
-    """How the padded border is filled: 0, a mirror of the image, or the edge pixel."""
-
-    def validate(self, key: str) -> None:
-        if self.crop_padding < 0:
-            raise UserError(f"config: {key}.crop_padding: must be ≥ 0")
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, crop_padding: int = 4, flip: bool = True,

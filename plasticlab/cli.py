@@ -82,10 +82,9 @@ def cmd_data(a: argparse.Namespace) -> int:
     if not a.name:
         raise UserError(f"plasticlab data {a.action} needs a dataset NAME (see `plasticlab data list`)")
     if a.action == "fetch":
-        print(fetching.fetch(a.name, a.root, force=a.force))
+        print(f"{a.name}: {fetching.fetch(a.name, a.root, force=a.force)}")
         return 0
-    problems = fetching.verify(a.name, a.root)
-    print(f"{a.name}: ok" if not problems else "\n".join(problems))
+    print("\n".join(fetching.verify(a.name, a.root)))  # raises UserError on any problem
     return 0
 
 
