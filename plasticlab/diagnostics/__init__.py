@@ -41,12 +41,11 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple]
 
 
 def probe_indices(seed: int, n_train: int, size: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The probe batch: ``min(size, n_train)`` distinct training indices drawn from (seed, "probe").
+    """The probe batch: the first ``min(size, n_train)`` of a permutation drawn from (seed, "probe").
 
     The same indices serve every task (example i of every task comes from base example i).
     """
-    idx = torch.randperm(n_train, generator=generator(seed, "probe"))[: min(size, n_train)]
-    return idx.sort().values.to(device)
+    return torch.randperm(n_train, generator=generator(seed, "probe"))[:size].to(device)
 
 
 def measure(model: nn.Module, units: list[UnitLayer], probe_x: torch.Tensor, probe_y: torch.Tensor,
