@@ -69,7 +69,7 @@ def task_at(schedule, step: int) -> int:
 
 
 def diagnose(checkpoint: str | Path, *, config: str | Path | None = None, data_root: str | None = None,
-             task: int | None = None, probe_size: int | None = None, device: str = "auto",
+             task: int | None = None, overrides: list[str] | None = None, device: str = "auto",
              out: str | Path | None = None) -> dict:
     """Diagnostics of a saved model on its task's probe batch; writes and returns the JSON document.
 
@@ -78,7 +78,8 @@ def diagnose(checkpoint: str | Path, *, config: str | Path | None = None, data_r
         config: the run's config.yaml (default: the one in the run directory).
         data_root: where the dataset files are (overrides ``data.root``).
         task: probe this task's inputs (default: the task the checkpoint was training).
-        probe_size: probe examples (default: the run's ``diagnostics.probe_size``).
+        overrides: ``a.b=v`` changes to the run's config, e.g. ``diagnostics.frozen_tau=0.01`` or
+            ``diagnostics.probe_size=256`` (the model must still fit the checkpoint).
         device: ``auto``, ``cpu`` or ``cuda``.
         out: JSON path (default: ``RUN/diagnose.json``).
     Returns:
@@ -89,13 +90,11 @@ def diagnose(checkpoint: str | Path, *, config: str | Path | None = None, data_r
     cfg_path = Path(config) if config is not None else run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise UserError(f"no config.yaml next to {path} (expected {cfg_path}); pass the run's config with --config")
-    cfg = load_config(read_yaml(cfg_path))
+    cfg = load_config(read_yaml(cfg_path), overrides)
     if data_root is not None:
         cfg.data.root = str(data_root)
-    if probe_size is not None:
-        if probe_size < 1:
-            raise UserError(f"--probe-size {probe_size}: must be ≥ 1")
-        cfg.diagnostics.probe_size = probe_size
+    if cfg.diagnostics.probe_size < 1:
+        raise UserError(f"diagnostics.probe_size={cfg.diagnostics.probe_size}: must be ≥ 1")
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else

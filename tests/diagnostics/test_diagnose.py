@@ -35,9 +35,10 @@ def test_checkpoint_reproduces_last_task_end_row(run_dir, tmp_path):
 
 
 def test_other_task_and_probe_size(run_dir, tmp_path):
-    doc = diagnose(run_dir / "checkpoints" / "latest.pt", task=0, probe_size=32, device="cpu",
-                   out=tmp_path / "d.json")
+    doc = diagnose(run_dir / "checkpoints" / "latest.pt", task=0, device="cpu", out=tmp_path / "d.json",
+                   overrides=["diagnostics.probe_size=32", "diagnostics.frozen_tau=10.0"])
     assert (doc["task"], doc["probe_size"]) == (0, 32)
+    assert doc["frozen_fraction"] == 1.0  # every weight is below 10 × its init std
     with pytest.raises(UserError, match="--task 5"):
         diagnose(run_dir, task=5, device="cpu", out=tmp_path / "d.json")
 
