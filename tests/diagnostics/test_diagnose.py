@@ -10,7 +10,8 @@ from plasticlab.diagnostics import METRICS
 from plasticlab.diagnostics.report import diagnose, format_report
 from plasticlab.registry import UserError
 
-CONFIG = {"tasks": {"family": "permuted-pixels", "count": 2}, "environment": {"kind": "abrupt", "epochs_per_task": 1},
+CONFIG = {"tasks": {"family": "permuted-pixels", "count": 2},
+          "environment": {"kind": "abrupt", "epochs_per_task": 0.5, "compute_matched": False},
           "model": {"name": "mlp", "hidden": [16, 16]}, "diagnostics": {"probe_size": 64},
           "engine": {"device": "cpu"}}
 
