@@ -107,8 +107,7 @@ def setup(cfg: RunConfig, device: torch.device | None = None) -> Setup:
     env = registry.ENVIRONMENTS[cfg.environment.kind](classes=n_out, mode=cfg.environment.transition.mode)
     probe_idx = None
     if cfg.diagnostics.every != "never":
-        g = generator(cfg.seed, "probe")
-        probe_idx = torch.randperm(n_train, generator=g)[: cfg.diagnostics.probe_size].to(device)
+        probe_idx = diagnostics.probe_indices(cfg.seed, n_train, cfg.diagnostics.probe_size, device)
     return Setup(cfg, device, base, family, model, optimizer, unit_map, list(cfg.method), ctx, schedule, env,
                  probe_idx, n_train)
 
@@ -171,7 +170,7 @@ def measure_task(s: Setup, t: int) -> dict:
     s.model.eval()
     row = s.family.measure(s.model, task, s.cfg.engine.eval_batch_size)
     s.model.train()
-    if s.probe_idx is not None and hasattr(diagnostics, "measure"):
+    if s.probe_idx is not None:
         px, py = task.x_train[s.probe_idx], task.y_train[s.probe_idx]
         row.update(diagnostics.measure(s.model, s.unit_map, px, py, s.family.loss, s.cfg.diagnostics))
     return row

@@ -23,7 +23,8 @@ def test_split_steps_sums_exactly():
             assert sum(s) == total and max(s) - min(s) <= 1
 
 
-@pytest.mark.parametrize("E, k, delta, spe", [(4, 2, 0.25, 10), (80, 2, 0.5, 80), (3.5, 1.5, 0.05, 7), (1, 0.5, 0.1, 3)])
+@pytest.mark.parametrize("E, k, delta, spe",
+                         [(4, 2, 0.25, 10), (80, 2, 0.5, 80), (3.5, 1.5, 0.05, 7), (1, 0.5, 0.1, 3)])
 def test_gradual_and_abrupt_use_equal_steps(E, k, delta, spe):
     totals = set()
     for kind in ("abrupt", "input-interpolation", "output-interpolation", "task-sampling"):
