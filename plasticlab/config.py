@@ -177,13 +177,6 @@ DEFAULT_CONFIG: dict = {
 }
 
 
-def _ensure_registered() -> None:
-    # why: components register on import; importing here keeps config.py usable on its own.
-    import plasticlab.methods  # noqa: F401
-    import plasticlab.models  # noqa: F401
-    import plasticlab.tasks  # noqa: F401
-
-
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
@@ -309,7 +302,6 @@ def _build_methods(raw: Any, key: str) -> list:
 
 def from_dict(raw: dict) -> RunConfig:
     """Validate a raw config mapping (missing sections take the built-in defaults)."""
-    _ensure_registered()
     merged = copy.deepcopy(DEFAULT_CONFIG)
     for k, v in (raw or {}).items():
         merged[k] = v
