@@ -6,10 +6,11 @@ is small relative to that weight tensor's initialisation scale:
     max_k |w_in_ik| < τ·std_init(W_in)   and   max_k |w_out_ki| < τ·std_init(W_out)
 
 (weight slices only: biases and norm parameters do not count; every weight slice on each side
-must pass). At the start of each chosen task all layers' frozen masks are computed first, then
-each frozen unit gets fresh incoming weights, bias and norm gain/bias from their initialisation
-and outgoing weights re-drawn (``outgoing: init``) or zeroed (``outgoing: zero``); the optimiser
-moments of all those entries are zeroed. Config:
+must pass). This is ``plasticlab.diagnostics.frozen.frozen_mask``, shared with the
+``frozen_fraction`` diagnostic. At the start of each chosen task all layers' frozen masks are
+computed first, then each frozen unit gets fresh incoming weights, bias and norm gain/bias from
+their initialisation and outgoing weights re-drawn (``outgoing: init``) or zeroed
+(``outgoing: zero``); the optimiser moments of all those entries are zeroed. Config:
 ``method: {name: reset-frozen, tau: 0.1, tasks: all_but_first, outgoing: init}``.
 """
 
@@ -21,25 +22,11 @@ from typing import Literal
 import torch
 
 from plasticlab import registry
+from plasticlab.diagnostics.frozen import frozen_mask
 from plasticlab.methods.base import MethodContext, MethodDefaults
 from plasticlab.methods.common import require_units
 from plasticlab.registry import UserError
-from plasticlab.units import Slice, UnitLayer, reinit_units
-
-
-def _small_rows(s: Slice, tau: float) -> torch.Tensor:
-    """(units,) bool: every entry of the unit's rows of ``s`` is below τ·init_std."""
-    return s.rows().abs().amax(dim=1) < tau * s.init_std
-
-
-@torch.no_grad()
-def frozen_mask(layer: UnitLayer, tau: float) -> torch.Tensor:
-    """Mutually frozen units of ``layer``: (units,) bool (definition in the module docstring)."""
-    mask = torch.ones(layer.count, dtype=torch.bool, device=layer.in_weight.tensor.device)
-    for s in layer.incoming + layer.outgoing:
-        if s.is_weight:
-            mask &= _small_rows(s, tau)
-    return mask
+from plasticlab.units import reinit_units
 
 
 @registry.register(registry.METHODS, "reset-frozen")
@@ -72,6 +59,7 @@ class ResetFrozen(MethodDefaults):
             return task > 0
         return task in self.tasks
 
+    @torch.no_grad()
     def on_task_start(self, task: int) -> None:
         if not self.chosen(task):
             return

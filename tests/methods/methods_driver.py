@@ -22,6 +22,21 @@ from plasticlab.seeding import generator
 
 N_IN, N_OUT = 6, 3
 
+NAMES = ["l2", "l2-init", "spectral", "shrink-perturb", "redo", "cbp", "reset-frozen", "head-reset", "full-reset"]
+
+# Settings that make each method act within a few steps of a tiny run.
+BUSY = {
+    "l2": {"coef": 1e-2},
+    "l2-init": {"coef": 1e-2},
+    "spectral": {"coef": 0.1, "iterations": 1},
+    "shrink-perturb": {"when": "step", "every": 2, "noise_dist": "init"},
+    "redo": {"every": 2, "tau": 0.5, "at_task_end": True},
+    "cbp": {"replacement_rate": 0.2, "maturity": 2},
+    "reset-frozen": {"tau": 3.0, "tasks": "all"},
+    "head-reset": {},
+    "full-reset": {},
+}
+
 
 def mlp_builder(hidden=(8, 8), norm: str = "layernorm") -> Callable[[int], nn.Module]:
     """seed → a freshly initialised tiny MLP (global RNG untouched)."""

@@ -4,26 +4,11 @@ import dataclasses
 
 import pytest
 import torch
-from methods_driver import Driver
+from methods_driver import BUSY, NAMES, Driver
 
 from plasticlab import registry
 from plasticlab.config import load_config, to_dict
 from plasticlab.registry import UserError
-
-NAMES = ["l2", "l2-init", "spectral", "shrink-perturb", "redo", "cbp", "reset-frozen", "head-reset", "full-reset"]
-
-# Settings that make each method act within a few steps of a tiny run.
-BUSY = {
-    "l2": {"coef": 1e-2},
-    "l2-init": {"coef": 1e-2},
-    "spectral": {"coef": 0.1, "iterations": 1},
-    "shrink-perturb": {"when": "step", "every": 2, "noise_dist": "init"},
-    "redo": {"every": 2, "tau": 0.5, "at_task_end": True},
-    "cbp": {"replacement_rate": 0.2, "maturity": 2},
-    "reset-frozen": {"tau": 3.0, "tasks": "all"},
-    "head-reset": {},
-    "full-reset": {},
-}
 
 
 def make(name: str):

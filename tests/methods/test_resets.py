@@ -3,9 +3,10 @@
 import torch
 from methods_driver import Driver, snapshot
 
+from plasticlab.diagnostics.frozen import frozen_mask
 from plasticlab.methods.full_reset import FullReset
 from plasticlab.methods.head_reset import HeadReset
-from plasticlab.methods.reset_frozen import ResetFrozen, frozen_mask
+from plasticlab.methods.reset_frozen import ResetFrozen
 from plasticlab.seeding import derived_seed
 
 
