@@ -81,6 +81,43 @@ def conv_builder() -> Callable[[int], nn.Module]:
     return build
 
 
+class TinyFF(nn.Module):
+    """T5-style feed-forward on a sequence: (B, 6) → (B, 2, 3) → wi (3→8, no bias) → ReLU → wo (8→3) → head.
+
+    The units are the 8 feed-forward neurons; their activation is (B, L, units), so ``act_dim = 2``.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.wi = nn.Linear(3, 8, bias=False)
+        self.act = nn.ReLU()
+        self.wo = nn.Linear(8, 3, bias=False)
+        self.head = nn.Linear(6, N_OUT)
+        with torch.no_grad():
+            self.wi.weight.normal_(0, 3**-0.5)
+            self.wo.weight.normal_(0, 8**-0.5)
+
+    def forward(self, x):
+        h = x.view(-1, 2, 3)
+        return self.head((h + self.wo(self.act(self.wi(h)))).flatten(1))
+
+    def unit_layers(self) -> list[units.UnitLayer]:
+        return [units.UnitLayer("ff", 8, [units.Slice(self.wi.weight, 0, "normal", 3**-0.5)],
+                                [units.Slice(self.wo.weight, 1, "normal", 8**-0.5)], self.act, act_dim=2)]
+
+    def head_slices(self) -> list[units.Slice]:
+        return units.linear_slices(self.head, 0)
+
+
+def ff_builder() -> Callable[[int], nn.Module]:
+    def build(seed: int) -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return TinyFF()
+
+    return build
+
+
 class Driver:
     """Model + Adam + methods + capture hooks, stepping like the engine."""
 

@@ -3,7 +3,7 @@
 import math
 
 import torch
-from methods_driver import Driver, conv_builder, mlp_builder, snapshot
+from methods_driver import Driver, conv_builder, ff_builder, mlp_builder, snapshot
 
 from plasticlab.methods.cbp import CBP, outgoing_magnitude
 
@@ -109,3 +109,22 @@ def test_conv_units_with_grouped_outgoing_columns():
     f = 0.1 * act[:, j].mean() / (1 - 0.9)  # f = (1 − η)·mean h, bias-corrected by 1 − η¹
     expected = before["params"]["head.bias"] + before["params"]["head.weight"][:, cols].sum(1) * f
     torch.testing.assert_close(head.bias.detach(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_sequence_units_without_next_bias():
+    m = CBP(replacement_rate=1 / 8, maturity=0, decay=0.9)  # one of 8 units per step
+    d = Driver([m], build=ff_builder())
+    assert m.next_bias_ == [None]  # wo has no bias: nothing to correct
+    x, y = d.batch(0)
+    d.optimise(x, y)
+    act = d.ctx.activations[0]  # (B, L, units)
+    mag = d.model.wo.weight.detach().abs().sum(0)
+    before = snapshot(d.model, d.optimizer)
+    d.after(0, x)
+    expected_util = 0.1 * act.abs().mean((0, 1)) * mag
+    (j,) = (m.age_[0] == 0).nonzero().flatten().tolist()
+    assert j == int(torch.argmin(expected_util))  # age 1 everywhere: û ∝ u
+    assert (d.model.wo.weight[:, j] == 0).all()
+    keep = torch.arange(8) != j
+    torch.testing.assert_close(m.util_[0][keep], expected_util[keep])
+    assert torch.equal(d.model.wi.weight[keep], before["params"]["wi.weight"][keep])

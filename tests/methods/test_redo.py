@@ -1,7 +1,7 @@
 """ReDo on planted dormant units: exactly their entries change, as the definition says."""
 
 import torch
-from methods_driver import Driver, conv_builder, mlp_builder, snapshot
+from methods_driver import Driver, conv_builder, ff_builder, mlp_builder, snapshot
 
 from plasticlab.methods.common import lowest_mask
 from plasticlab.methods.redo import ReDo, dormant_mask, redo_scores
@@ -120,3 +120,23 @@ def test_at_task_end_and_cadence():
     assert d.model.norms[1].weight[0] == 0.0
     m.on_task_end(0)
     assert d.model.norms[1].weight[0] == 1.0
+
+
+def test_sequence_units_act_dim_2():
+    a = torch.zeros(2, 3, 4)  # (B, L, units)
+    a[..., 1] = 2.0
+    a[0, 0, 3] = -6.0
+    # mean |h| per unit over (B, L) = 0, 2, 0, 1 → layer mean 0.75
+    torch.testing.assert_close(redo_scores(a, 2), torch.tensor([0.0, 2.0, 0.0, 1.0]) / 0.75)
+    m = ReDo(every=1, tau=0.1)
+    d = Driver([m], build=ff_builder())
+    with torch.no_grad():
+        d.model.wi.weight[5] = 0.0  # h_5 = ReLU(0) = 0 at every position
+    x, y = d.batch(0)
+    d.optimise(x, y)
+    before = snapshot(d.model, d.optimizer)
+    d.after(0, x)
+    assert (d.model.wi.weight[5] != 0).all() and (d.model.wo.weight[:, 5] == 0).all()
+    keep = torch.arange(8) != 5
+    assert torch.equal(d.model.wi.weight[keep], before["params"]["wi.weight"][keep])
+    assert torch.equal(d.model.wo.weight[:, keep], before["params"]["wo.weight"][:, keep])
