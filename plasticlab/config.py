@@ -300,10 +300,12 @@ def validate_run(cfg: RunConfig) -> None:
         raise UserError("config: optim.lr: must be > 0")
     if cfg.environment.epochs_per_task <= 0:
         raise UserError("config: environment.epochs_per_task: must be > 0")
-    env = registry.ENVIRONMENTS.get(cfg.environment.kind)
-    check = getattr(env, "check_config", None)
-    if callable(check):
-        check(cfg)
+    kinds = getattr(cfg.tasks, "kinds", ())
+    if cfg.environment.kind not in kinds:
+        raise UserError(
+            f"config: environment.kind={cfg.environment.kind} does not fit tasks.family={cfg.tasks.family} "
+            f"(kinds that fit: {', '.join(kinds)})"
+        )
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -8,9 +8,9 @@ to fetch them, and a ``read(root)`` that returns ``ArrayData``. ``load_dataset``
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch

@@ -14,8 +14,9 @@ config section); state built in ``setup`` gets a trailing ``_``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn

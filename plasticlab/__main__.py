@@ -1,0 +1,3 @@
+from plasticlab.cli import main
+
+raise SystemExit(main())

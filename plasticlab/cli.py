@@ -1,0 +1,132 @@
+"""Command line: ``plasticlab run | sweep | report | transfer | diagnose | data | recipes``.
+
+Parse, dispatch, print; nothing else. Errors a user can cause are one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from plasticlab.registry import UserError
+
+TABLE_KEYS = ("train_acc", "test_acc", "train_loss", "frozen_fraction", "dormant_fraction", "effective_rank",
+              "input_sensitivity", "train_bleu2", "test_bleu2")
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def task_table(rows: list[dict]) -> str:
+    """A per-task text table of the measures present in ``task_end`` rows."""
+    keys = [k for k in TABLE_KEYS if any(r.get(k) is not None for r in rows)]
+    lines = ["task  " + "  ".join(f"{k:>17}" for k in keys)]
+    for r in rows:
+        lines.append(f"{r['task']:>4}  " + "  ".join(f"{fmt(r.get(k)):>17}" for k in keys))
+    return "\n".join(lines)
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from plasticlab.api import resolve, run
+    from plasticlab.store import read_json, read_metrics
+
+    if a.dry_run:
+        from plasticlab.engine.loop import setup
+
+        cfg = resolve(a.config, a.set)
+        cfg.engine.device = "cpu" if a.device is None else a.device
+        print(__import__("plasticlab.envs", fromlist=["describe"]).describe(setup(cfg).schedule))
+        return 0
+    out = a.out
+    if a.resume not in (None, True):
+        out = a.resume
+    bar = None
+    progress = None
+    if not a.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        def progress(step: int, total: int, task: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = tqdm(total=total, unit="step", dynamic_ncols=True)
+            bar.n = step
+            bar.set_postfix_str(f"task {task}", refresh=True)
+
+    try:
+        run_dir = run(a.config, overrides=a.set, out=out, device=a.device, resume=a.resume is not None,
+                      progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    status = read_json(Path(run_dir) / "provenance.json").get("status")
+    if not a.quiet:
+        print(task_table(read_metrics(run_dir, "task_end")))
+    print(f"run {status}: {run_dir}")
+    return 0 if status == "done" else 1
+
+
+def cmd_data(a: argparse.Namespace) -> int:
+    from plasticlab.data import fetch as fetching
+
+    if a.action == "list":
+        rows = fetching.list_rows(a.root)
+        for r in rows:
+            print(f"{r['name']:<16} {r['status']:<9} {r['path']}  {r.get('description', '')}")
+        return 0
+    if not a.name:
+        raise UserError(f"plasticlab data {a.action} needs a dataset NAME (see `plasticlab data list`)")
+    if a.action == "fetch":
+        print(fetching.fetch(a.name, a.root, force=a.force))
+        return 0
+    problems = fetching.verify(a.name, a.root)
+    print(f"{a.name}: ok" if not problems else "\n".join(problems))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    from plasticlab import __version__
+
+    p = argparse.ArgumentParser(prog="plasticlab", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"plasticlab {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="one run (no CONFIG = the built-in default on digits)")
+    r.add_argument("config", nargs="?", help="YAML config (default: built-in digits config)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. optim.lr=3e-4")
+    r.add_argument("--out", help="run directory (default: runs/<time>-<family>-<env>-<hash>)")
+    r.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    r.add_argument("--resume", nargs="?", const=True, metavar="DIR",
+                   help="continue the run in DIR (or --out) exactly from its latest checkpoint")
+    r.add_argument("--dry-run", action="store_true", help="print the phase schedule and exit")
+    r.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    r.set_defaults(fn=cmd_run)
+
+    d = sub.add_parser("data", help="datasets: list what is present, fetch with checksum, verify")
+    d.add_argument("action", choices=["list", "fetch", "verify"])
+    d.add_argument("name", nargs="?")
+    d.add_argument("--root", help="data directory (default: $PLASTICLAB_DATA or ~/.cache/plasticlab)")
+    d.add_argument("--force", action="store_true", help="fetch again even if present")
+    d.set_defaults(fn=cmd_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except UserError as e:
+        print(f"plasticlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("plasticlab: interrupted (resume with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Plasticity diagnostics (filled in by the diagnostics package)."""

@@ -1,0 +1,258 @@
+"""The training loop: one function for every family, environment and method.
+
+``run(cfg, sink)`` builds everything from the config, walks the phase schedule step by step,
+and sends records to ``sink`` (a callable taking one dict): an ``epoch`` row every epoch (or at
+a phase end), a ``phase`` row at every phase end (its step count, for equal-compute checks) and
+a ``task_end`` row with the measures and diagnostics after each task's pure phase. It never
+imports the store: the caller passes ``sink`` and ``save`` (checkpoint writer).
+
+Host syncs happen only when a row is flushed (one stacked ``.tolist()`` per epoch row) and at
+task ends; ``train_step`` itself never syncs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from plasticlab import diagnostics, registry, units
+from plasticlab.config import RunConfig
+from plasticlab.data import load_dataset
+from plasticlab.engine.optim import make_optimizer
+from plasticlab.envs import build_schedule, steps_per_epoch
+from plasticlab.methods import MethodContext
+from plasticlab.seeding import derived_seed, generator
+
+Sink = Callable[[dict], None]
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from plasticlab.registry import UserError
+
+        raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def build_model(cfg: RunConfig, input_shape: tuple[int, ...], n_out: int, seed: int, device) -> nn.Module:
+    """The model of ``cfg``, initialised from ``seed`` without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derived_seed(seed, "init"))
+        model = cfg.model.build(input_shape, n_out)
+    return model.to(device)
+
+
+@dataclass
+class Setup:
+    """Everything ``run`` builds before step 0 (also used by ``diagnose`` and tests)."""
+
+    cfg: RunConfig
+    device: torch.device
+    base: object
+    family: object
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    unit_map: list
+    methods: list
+    ctx: MethodContext
+    schedule: object
+    env: object
+    probe_idx: torch.Tensor | None
+    n_train: int
+    tasks: dict = field(default_factory=dict)
+
+    def task(self, t: int):
+        """Task t, built on first use; only the tasks in use are kept."""
+        if t not in self.tasks:
+            self.tasks = {k: v for k, v in self.tasks.items() if k >= t - 1}
+            self.tasks[t] = self.family.make_task(self.base, self.cfg.seed, t)
+        return self.tasks[t]
+
+
+def setup(cfg: RunConfig, device: torch.device | None = None) -> Setup:
+    """Build data, model, optimiser, methods and schedule for ``cfg``."""
+    device = device or pick_device(cfg.engine.device)
+    if cfg.engine.threads:
+        torch.set_num_threads(cfg.engine.threads)
+    family = cfg.tasks
+    d = cfg.data
+    base = (load_dataset(d.name, root=d.root, samples_per_class=d.samples_per_class,
+                         test_samples_per_class=d.test_samples_per_class, normalize=d.normalize,
+                         seed=cfg.seed, device=device)
+            if family.uses_data else family.prepare(cfg.seed, device))
+    n_out, in_shape = family.n_outputs(base), family.input_shape(base)
+    model = build_model(cfg, in_shape, n_out, cfg.seed, device)
+    optimizer = make_optimizer(model, cfg.optim)
+    unit_map = units.build(model) if hasattr(model, "unit_layers") else []
+    ctx = MethodContext(model, optimizer, unit_map, cfg.seed, device,
+                        fresh_model=lambda s: build_model(cfg, in_shape, n_out, s, device),
+                        activations=[None] * len(unit_map))
+    for m in cfg.method:
+        m.setup(ctx)
+    n_train = family.n_train(base) if hasattr(family, "n_train") else base.x_train.shape[0]
+    schedule = build_schedule(cfg.environment, family.count, steps_per_epoch(n_train, cfg.optim.batch_size))
+    env = registry.ENVIRONMENTS[cfg.environment.kind](classes=n_out, mode=cfg.environment.transition.mode)
+    probe_idx = None
+    if cfg.diagnostics.every != "never":
+        g = generator(cfg.seed, "probe")
+        probe_idx = torch.randperm(n_train, generator=g)[: cfg.diagnostics.probe_size].to(device)
+    return Setup(cfg, device, base, family, model, optimizer, unit_map, list(cfg.method), ctx, schedule, env,
+                 probe_idx, n_train)
+
+
+def capture_hooks(s: Setup) -> list:
+    """Forward hooks that store each unit layer's activation when a method asks for them."""
+    if not any(getattr(m, "capture", False) for m in s.methods):
+        return []
+
+    def hook(i):
+        def fn(_module, _inp, out):
+            s.ctx.activations[i] = out.detach()
+
+        return fn
+
+    return [layer.activation.register_forward_hook(hook(i)) for i, layer in enumerate(s.unit_map)]
+
+
+def train_step(s: Setup, x: torch.Tensor, target: torch.Tensor, step: int, acc: torch.Tensor) -> None:
+    """One optimiser step; adds (task loss, correct, count) to the device accumulator ``acc``."""
+    autocast = (torch.autocast(s.device.type, dtype=torch.bfloat16) if s.cfg.engine.precision == "bf16"
+                else contextlib.nullcontext())
+    with autocast:
+        loss, correct, n = s.family.loss(s.model, x, target)
+        total = loss
+        for m in s.methods:
+            extra = m.extra_loss(s.model)
+            if extra is not None:
+                total = total + extra
+    s.optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    s.optimizer.step()
+    for m in s.methods:
+        if step % m.every == 0:
+            m.after_step(step, x)
+    acc += torch.stack([loss.detach().float() * n, correct.float(), torch.tensor(float(n), device=acc.device)])
+
+
+def batch_indices(s: Setup, step: int, cache: dict) -> torch.Tensor:
+    """Indices of step's batch: epoch j = step // S is a permutation drawn from (seed, j)."""
+    spe, bs = s.schedule.steps_per_epoch, s.cfg.optim.batch_size
+    j, b = divmod(step, spe)
+    if cache.get("epoch") != j:
+        g = generator(s.cfg.seed, "shuffle", j, device=s.device)
+        cache["perm"] = torch.randperm(s.n_train, generator=g, device=s.device)
+        cache["epoch"] = j
+    return cache["perm"][b * bs : (b + 1) * bs]
+
+
+def measure_task(s: Setup, t: int) -> dict:
+    """Measures of task t on its whole training and test sets, then the diagnostics."""
+    task = s.task(t)
+    s.model.eval()
+    row = s.family.measure(s.model, task, s.cfg.engine.eval_batch_size)
+    s.model.train()
+    if s.probe_idx is not None and hasattr(diagnostics, "measure"):
+        px, py = task.x_train[s.probe_idx], task.y_train[s.probe_idx]
+        row.update(diagnostics.measure(s.model, s.unit_map, px, py, s.family.loss, s.cfg.diagnostics))
+    return row
+
+
+def run(cfg: RunConfig, sink: Sink, *, save: Callable[[dict], None] | None = None, resume: dict | None = None,
+        device: torch.device | None = None, progress: Callable[[int, int, int], None] | None = None,
+        prepared: Setup | None = None) -> Setup:
+    """Train ``cfg`` from step 0 (or from the checkpoint ``resume``), emitting rows to ``sink``.
+
+    Args:
+        save: called with the checkpoint state at every task end (and every
+            ``engine.checkpoint_every`` steps); must store it atomically.
+        resume: a state previously passed to ``save``; training continues exactly from it.
+        progress: called with (step, total steps, task) after every row.
+        prepared: the result of ``setup(cfg)`` when the caller already built it.
+    Raises:
+        Diverged: the training loss became NaN/inf (rows up to that point are kept).
+    """
+    s = prepared or setup(cfg, device)
+    sched = s.schedule
+    acc = torch.zeros(3, device=s.device)  # (Σ loss·n, Σ correct, Σ n) of the open row
+    row = {"epoch": 0, "steps": 0}
+    start = 0
+    if resume is not None:
+        start = load_state(s, resume, acc, row)
+    cache: dict = {}
+    hooks = capture_hooks(s)
+    s.model.train()
+    every = cfg.diagnostics.every if isinstance(cfg.diagnostics.every, int) else 0
+    ckpt_every = cfg.engine.checkpoint_every
+    try:
+        for phase in sched.phases:
+            if phase.end <= start:
+                continue
+            t = phase.task
+            if start <= phase.start and phase.start == sched.first_step(t):
+                row = {"epoch": 0, "steps": 0}
+                for m in s.methods:
+                    m.on_task_start(t)
+            new, old = s.task(t), (s.task(phase.old) if phase.old is not None else None)
+            for step in range(max(start, phase.start), phase.end):
+                x, target = s.env.batch(phase, old, new, batch_indices(s, step, cache))
+                train_step(s, x, target, step, acc)
+                row["steps"] += 1
+                done = step + 1
+                if row["steps"] == sched.steps_per_epoch or done == phase.end:
+                    flush_row(sink, acc, row, t, phase, done)
+                    if progress:
+                        progress(done, sched.total_steps, t)
+                if every and done % every == 0 and done != phase.end:
+                    sink({"event": "diagnostics", "task": t, "step": done, **measure_task(s, t)})
+                if ckpt_every and done % ckpt_every == 0 and done != phase.end and save:
+                    save(state_of(s, done, acc, row))
+            sink({"event": "phase", "task": t, "phase": phase.kind, "alpha": phase.alpha,
+                  "start": phase.start, "steps": phase.steps})
+            if phase.kind == "task":
+                for m in s.methods:
+                    m.on_task_end(t)
+                sink({"event": "task_end", "task": t, "step": phase.end, **measure_task(s, t)})
+                if save:
+                    save(state_of(s, phase.end, acc, row))
+    finally:
+        for h in hooks:
+            h.remove()
+    return s
+
+
+def flush_row(sink: Sink, acc: torch.Tensor, row: dict, t: int, phase, done: int) -> None:
+    loss_sum, correct, n = acc.tolist()  # SYNC: once per epoch row
+    if not math.isfinite(loss_sum):
+        raise Diverged(f"training loss is {loss_sum} at step {done} (task {t})")
+    sink({"event": "epoch", "task": t, "epoch": row["epoch"], "alpha": phase.alpha, "phase": phase.kind,
+          "step": done, "steps": row["steps"], "train_loss": loss_sum / n, "train_acc": correct / n})
+    acc.zero_()
+    row["epoch"] += 1
+    row["steps"] = 0
+
+
+def state_of(s: Setup, step: int, acc: torch.Tensor, row: dict) -> dict:
+    """The checkpoint: plain tensors and numbers only (loadable with ``weights_only=True``)."""
+    return {"step": step, "model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
+            "methods": [m.state_dict() for m in s.methods], "acc": acc.detach().clone(), "row": dict(row)}
+
+
+def load_state(s: Setup, state: dict, acc: torch.Tensor, row: dict) -> int:
+    s.model.load_state_dict(state["model"])
+    s.optimizer.load_state_dict(state["optimizer"])
+    for m, ms in zip(s.methods, state["methods"], strict=True):
+        m.load_state_dict(ms)
+    acc.copy_(state["acc"])
+    row.update(state["row"])
+    return int(state["step"])

@@ -1,0 +1,125 @@
+"""The phase schedule: which task (or pair of tasks, and α) is trained at which optimiser step.
+
+A run is a list of phases counted in optimiser steps, so fractional epochs are exact:
+
+* a ``task`` phase trains task t alone (α = null);
+* a ``transition`` phase (gradual environments) trains a mixture of task t−1 and task t at a
+  fixed α; a transition is a run of such phases with α = δ, 2δ, …, 1−δ.
+
+Task t's measurement happens at the end of its ``task`` phase, where plasticity is judged.
+Lengths (S = steps per epoch, E = ``epochs_per_task``, k = ``transition.length``):
+
+* pure phase of task t ≥ 1: P = round(E·S); transition into task t: R = round(k·E·S), split into
+  m = 1/δ − 1 levels of ⌊jR/m⌋ − ⌊(j−1)R/m⌋ steps (j = 1…m);
+* with ``compute_matched`` every task gets P + R steps in every kind: abrupt tasks are trained
+  P + R steps, and gradual task 0 (no predecessor) gets P + R pure steps. Totals are then equal
+  to the step. Without it, abrupt and task 0 get P steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from plasticlab.config import EnvironmentConfig
+from plasticlab.registry import UserError
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of ``steps`` optimiser steps starting at global step ``start``."""
+
+    task: int
+    """The task being learned (the new task during a transition)."""
+    kind: Literal["task", "transition"]
+    alpha: float | None
+    """Mixing coefficient towards ``task`` during a transition (None in a task phase)."""
+    start: int
+    steps: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.steps
+
+    @property
+    def old(self) -> int | None:
+        """The previous task during a transition."""
+        return self.task - 1 if self.kind == "transition" else None
+
+
+def alpha_grid(step: float) -> list[float]:
+    """α levels δ, 2δ, …, 1−δ for granularity δ (1/δ must be a whole number ≥ 2)."""
+    n = round(1.0 / step)
+    if step <= 0 or step >= 1 or abs(n * step - 1.0) > 1e-6:
+        raise UserError(f"config: environment.transition.step: {step} must be in (0, 1) with 1/step a whole number "
+                        "(e.g. 0.5, 0.25, 0.1, 0.05)")
+    return [round(j * step, 12) for j in range(1, n)]
+
+
+def split_steps(total: int, parts: int) -> list[int]:
+    """Split ``total`` steps into ``parts`` near-equal whole parts that sum to ``total``."""
+    return [(j * total) // parts - ((j - 1) * total) // parts for j in range(1, parts + 1)]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    phases: tuple[Phase, ...]
+    steps_per_epoch: int
+    tasks: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.phases[-1].end if self.phases else 0
+
+    def task_phase(self, task: int) -> Phase:
+        """The pure phase of ``task`` (its measurement point is this phase's end)."""
+        return next(p for p in self.phases if p.task == task and p.kind == "task")
+
+    def first_step(self, task: int) -> int:
+        return next(p.start for p in self.phases if p.task == task)
+
+
+def build_schedule(env: EnvironmentConfig, tasks: int, steps_per_epoch: int) -> Schedule:
+    """The phases of a run of ``tasks`` tasks (module docstring gives the arithmetic)."""
+    pure = max(1, round(env.epochs_per_task * steps_per_epoch))
+    trans = round(env.transition.length * env.epochs_per_task * steps_per_epoch)
+    gradual = env.kind != "abrupt"
+    alphas = alpha_grid(env.transition.step) if gradual else []
+    phases: list[Phase] = []
+    at = 0
+    for t in range(tasks):
+        if gradual and t > 0:
+            for a, n in zip(alphas, split_steps(trans, len(alphas)), strict=True):
+                if n > 0:
+                    phases.append(Phase(t, "transition", a, at, n))
+                    at += n
+            n = pure
+        elif env.compute_matched:
+            n = pure + trans
+        else:
+            n = pure
+        phases.append(Phase(t, "task", None, at, n))
+        at += n
+    return Schedule(tuple(phases), steps_per_epoch, tasks)
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Full batches per epoch: ⌊N/B⌋ (every batch has exactly B examples; the remainder of an
+    epoch's shuffle is dropped and a different remainder is drawn next epoch)."""
+    if batch_size > n_train:
+        raise UserError(f"config: optim.batch_size={batch_size} is larger than the training set ({n_train}); "
+                        f"lower it to at most {n_train}")
+    return n_train // batch_size
+
+
+def describe(schedule: Schedule) -> str:
+    """A text table of the phases (``plasticlab run --dry-run``)."""
+    rows = [f"{'task':>5} {'phase':<10} {'alpha':>6} {'start':>9} {'steps':>8} {'epochs':>8}"]
+    for p in schedule.phases:
+        a = "-" if p.alpha is None else f"{p.alpha:.3g}"
+        rows.append(f"{p.task:>5} {p.kind:<10} {a:>6} {p.start:>9} {p.steps:>8} "
+                    f"{p.steps / schedule.steps_per_epoch:>8.3g}")
+    rows.append(f"total steps {schedule.total_steps} ({schedule.steps_per_epoch} steps per epoch, "
+                f"{math.ceil(schedule.total_steps / schedule.steps_per_epoch)} epochs)")
+    return "\n".join(rows)
