@@ -115,6 +115,15 @@ def run_sweep(
     return root
 
 
+def read_status_table(root: str | Path) -> list[dict]:
+    """Rows of ``OUT/status.csv`` (id, status, task, seconds, path, log); [] when absent."""
+    path = Path(root) / "status.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 

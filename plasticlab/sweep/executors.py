@@ -29,6 +29,7 @@ from plasticlab.sweep.execute import Job, Result, execute
 
 EXECUTORS = ("local", "process", "ray")
 RAY_INSTALL = "pip install 'plasticlab[ray]'"
+HINT = " (a script that calls run_sweep with executor='process' must do so under if __name__ == '__main__':)"
 
 
 class Executor(Protocol):
@@ -86,7 +87,9 @@ class ProcessExecutor:
                 try:
                     yield fut.result()
                 except Exception as e:  # why: a worker that died (e.g. killed for memory) breaks the pool
-                    yield Result(job.id, "failed", 0.0, job.log, f"worker process failed: {type(e).__name__}: {e}")
+                    yield Result(
+                        job.id, "failed", 0.0, job.log, f"worker process failed: {type(e).__name__}: {e}{HINT}"
+                    )
 
     def close(self) -> None:
         if self.pool is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 
@@ -11,7 +10,7 @@ import sweep_fakes as fakes
 
 from plasticlab.registry import UserError
 from plasticlab.report import make_report
-from plasticlab.sweep import run_sweep
+from plasticlab.sweep import read_status_table, run_sweep
 from plasticlab.sweep.executors import cores
 
 RUNNER = "sweep_fakes:fake_run"
@@ -23,8 +22,7 @@ def sweep(lrs, seeds=(0, 1)) -> dict:
 
 
 def status_rows(root) -> dict[str, dict]:
-    with (root / "status.csv").open() as f:
-        return {r["id"]: r for r in csv.DictReader(f)}
+    return {r["id"]: r for r in read_status_table(root)}
 
 
 def index(root) -> list[dict]:
