@@ -163,7 +163,10 @@ class StatusTable:
         self.root = root
         self.points = points
         self.active: set[str] = set()
-        self.seconds: dict[str, float] = {}
+        self.seconds: dict[str, float] = {
+            r["id"]: float(r["seconds"]) for r in read_status_table(root) if r.get("seconds")
+        }
+        """Wall-clock seconds of each run's last execution (kept from earlier sweeps)."""
         self.failed: dict[str, str] = {}
 
     def status(self, point_id: str) -> str:

@@ -41,8 +41,10 @@ def test_sweep_runs_everything_and_a_rerun_does_no_work(tmp_path, capsys):
     before = {e["id"]: (root / e["path"] / "metrics.jsonl").read_text() for e in entries}
     capsys.readouterr()
 
+    seconds = {i: r["seconds"] for i, r in rows.items()}
     run_sweep(sweep([0.1, 0.01]), out=root, runner=RUNNER, progress=False)
     assert "4 runs, 4 already finished, 0 to run" in capsys.readouterr().err
+    assert {i: r["seconds"] for i, r in status_rows(root).items()} == seconds != {}
     assert before == {e["id"]: (root / e["path"] / "metrics.jsonl").read_text() for e in entries}
 
 
