@@ -60,3 +60,17 @@ def test_tensorboard_sink_writes_scalars(tmp_path):
     assert [(e.step, round(e.value, 6)) for e in acc.Scalars("task/train_acc")] == [(2, 0.9), (3, 0.7)]
     assert [(e.step, e.value) for e in acc.Scalars("epoch/train_loss")] == [(46, 0.5)]
     assert "task/layers/0/dormant_fraction" in acc.Tags()["scalars"]
+
+
+def test_wandb_offline_sink_logs_to_its_directory(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    from plasticlab.report.loggers import WandbSink
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    sink = WandbSink(dir=tmp_path, config={"seed": 0}, name="t")
+    sink(EPOCH)
+    sink(TASK_END)
+    summary = dict(sink.run.summary)
+    sink.close()
+    assert summary["task/train_acc"] == 0.9 and summary["task/index"] == 2 and summary["epoch/step"] == 46
+    assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
