@@ -82,10 +82,18 @@ def cmd_data(a: argparse.Namespace) -> int:
     if not a.name:
         raise UserError(f"plasticlab data {a.action} needs a dataset NAME (see `plasticlab data list`)")
     if a.action == "fetch":
-        print(fetching.fetch(a.name, a.root, force=a.force))
+        print(f"{a.name}: {fetching.fetch(a.name, a.root, force=a.force)}")
         return 0
-    problems = fetching.verify(a.name, a.root)
-    print(f"{a.name}: ok" if not problems else "\n".join(problems))
+    print("\n".join(fetching.verify(a.name, a.root)))  # raises UserError on any problem
+    return 0
+
+
+def cmd_diagnose(a: argparse.Namespace) -> int:
+    from plasticlab.diagnostics.report import diagnose, format_report
+
+    doc = diagnose(a.checkpoint, config=a.config, data_root=a.data, task=a.task, overrides=a.set,
+                   device=a.device, out=a.out)
+    print(format_report(doc))
     return 0
 
 
@@ -106,6 +114,17 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true", help="print the phase schedule and exit")
     r.add_argument("--quiet", action="store_true", help="no progress bar or table")
     r.set_defaults(fn=cmd_run)
+
+    g = sub.add_parser("diagnose", help="plasticity diagnostics of a saved model (table + JSON)")
+    g.add_argument("checkpoint", help="run directory or RUN/checkpoints/latest.pt")
+    g.add_argument("--data", metavar="DIR", help="dataset directory (overrides data.root of the run's config)")
+    g.add_argument("--config", help="the run's config.yaml (default: RUN/config.yaml)")
+    g.add_argument("--task", type=int, help="probe this task's inputs (default: the task the checkpoint was training)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change the run's config, e.g. diagnostics.frozen_tau=0.01")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    g.add_argument("--out", help="JSON path (default: RUN/diagnose.json)")
+    g.set_defaults(fn=cmd_diagnose)
 
     d = sub.add_parser("data", help="datasets: list what is present, fetch with checksum, verify")
     d.add_argument("action", choices=["list", "fetch", "verify"])

@@ -56,6 +56,14 @@ class TransitionConfig:
     mode: Literal["direct", "via-uniform"] = "direct"
     """Output interpolation path: direct blend, or old one-hot → uniform → new one-hot."""
 
+    def validate(self, key: str) -> None:
+        n = round(1.0 / self.step) if self.step > 0 else 0
+        if not 0 < self.step < 1 or abs(n * self.step - 1.0) > 1e-6:
+            raise UserError(f"config: {key}.step: {self.step} must be in (0, 1) with 1/step a whole number "
+                            "(e.g. 0.5, 0.25, 0.1, 0.05)")
+        if self.length < 0:
+            raise UserError(f"config: {key}.length: must be ≥ 0")
+
 
 @dataclass
 class EnvironmentConfig:
@@ -106,6 +114,23 @@ class DiagnosticsConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Training-batch augmentation (off by default; images (C, H, W) only)."""
+
+    enabled: bool = False
+    crop_padding: int = 4
+    """p: pad every side by p pixels, then crop back to H×W at a random offset (0 = no crop)."""
+    flip: bool = True
+    """Mirror each example left–right with probability ½."""
+    padding_mode: Literal["constant", "reflect", "replicate"] = "constant"
+    """How the padded border is filled: 0, a mirror of the image, or the edge pixel."""
+
+    def validate(self, key: str) -> None:
+        if self.crop_padding < 0:
+            raise UserError(f"config: {key}.crop_padding: must be ≥ 0")
+
+
+@dataclass
 class EngineConfig:
     """How the run executes: device, precision, checkpoints. Speed knobs live here."""
 
@@ -134,6 +159,7 @@ class RunConfig:
     method: list = field(default_factory=list)
     """Mitigations in the order they run; ``{name: none}`` = empty list."""
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
 
 
@@ -143,19 +169,12 @@ _TAGGED = {"tasks": (registry.FAMILIES, "family"), "model": (registry.MODELS, "n
 DEFAULT_CONFIG: dict = {
     "seed": 0,
     "data": {"name": "digits"},
-    "tasks": {"family": "permuted-pixels", "count": 10},
+    "tasks": {"family": "random-labels", "count": 10},
     "environment": {"kind": "abrupt", "epochs_per_task": 10},
     "model": {"name": "mlp", "hidden": [256, 256, 256, 256]},
     "optim": {"name": "adam", "lr": 1.0e-3, "batch_size": 64},
     "method": {"name": "none"},
 }
-
-
-def _ensure_registered() -> None:
-    # why: components register on import; importing here keeps config.py usable on its own.
-    import plasticlab.methods  # noqa: F401
-    import plasticlab.models  # noqa: F401
-    import plasticlab.tasks  # noqa: F401
 
 
 def _type_name(tp: Any) -> str:
@@ -283,7 +302,6 @@ def _build_methods(raw: Any, key: str) -> list:
 
 def from_dict(raw: dict) -> RunConfig:
     """Validate a raw config mapping (missing sections take the built-in defaults)."""
-    _ensure_registered()
     merged = copy.deepcopy(DEFAULT_CONFIG)
     for k, v in (raw or {}).items():
         merged[k] = v

@@ -21,11 +21,13 @@ import torch
 from torch import nn
 
 from plasticlab import diagnostics, registry, units
+from plasticlab.augment import augment
 from plasticlab.config import RunConfig
 from plasticlab.data import load_dataset
 from plasticlab.engine.optim import make_optimizer
 from plasticlab.envs import build_schedule, steps_per_epoch
 from plasticlab.methods import MethodContext
+from plasticlab.registry import UserError
 from plasticlab.seeding import derived_seed, generator
 
 Sink = Callable[[dict], None]
@@ -39,8 +41,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from plasticlab.registry import UserError
-
         raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
     return torch.device(name)
 
@@ -92,6 +92,8 @@ def setup(cfg: RunConfig, device: torch.device | None = None) -> Setup:
                          seed=cfg.seed, device=device)
             if family.uses_data else family.prepare(cfg.seed, device))
     n_out, in_shape = family.n_outputs(base), family.input_shape(base)
+    if cfg.augment.enabled and len(in_shape) != 3:
+        raise UserError("config: augment.enabled: needs image data (C, H, W); set augment.enabled=false")
     model = build_model(cfg, in_shape, n_out, cfg.seed, device)
     optimizer = make_optimizer(model, cfg.optim)
     unit_map = units.build(model) if hasattr(model, "unit_layers") else []
@@ -105,8 +107,7 @@ def setup(cfg: RunConfig, device: torch.device | None = None) -> Setup:
     env = registry.ENVIRONMENTS[cfg.environment.kind](classes=n_out, mode=cfg.environment.transition.mode)
     probe_idx = None
     if cfg.diagnostics.every != "never":
-        g = generator(cfg.seed, "probe")
-        probe_idx = torch.randperm(n_train, generator=g)[: cfg.diagnostics.probe_size].to(device)
+        probe_idx = diagnostics.probe_indices(cfg.seed, n_train, cfg.diagnostics.probe_size, device)
     return Setup(cfg, device, base, family, model, optimizer, unit_map, list(cfg.method), ctx, schedule, env,
                  probe_idx, n_train)
 
@@ -156,13 +157,20 @@ def batch_indices(s: Setup, step: int, cache: dict) -> torch.Tensor:
     return cache["perm"][b * bs : (b + 1) * bs]
 
 
+def augment_batch(x: torch.Tensor, cfg: RunConfig, step: int, device) -> torch.Tensor:
+    """Crop/flip augmentation drawn from (seed, step): resume-exact without saved RNG state."""
+    a = cfg.augment
+    g = generator(cfg.seed, "augment", step, device=device)
+    return augment(x, g, crop_padding=a.crop_padding, flip=a.flip, padding_mode=a.padding_mode)
+
+
 def measure_task(s: Setup, t: int) -> dict:
     """Measures of task t on its whole training and test sets, then the diagnostics."""
     task = s.task(t)
     s.model.eval()
     row = s.family.measure(s.model, task, s.cfg.engine.eval_batch_size)
     s.model.train()
-    if s.probe_idx is not None and hasattr(diagnostics, "measure"):
+    if s.probe_idx is not None:
         px, py = task.x_train[s.probe_idx], task.y_train[s.probe_idx]
         row.update(diagnostics.measure(s.model, s.unit_map, px, py, s.family.loss, s.cfg.diagnostics))
     return row
@@ -206,6 +214,8 @@ def run(cfg: RunConfig, sink: Sink, *, save: Callable[[dict], None] | None = Non
             new, old = s.task(t), (s.task(phase.old) if phase.old is not None else None)
             for step in range(max(start, phase.start), phase.end):
                 x, target = s.env.batch(phase, old, new, batch_indices(s, step, cache))
+                if cfg.augment.enabled:
+                    x = augment_batch(x, cfg, step, s.device)
                 train_step(s, x, target, step, acc)
                 row["steps"] += 1
                 done = step + 1

@@ -1,0 +1,14 @@
+"""Every shipped config under configs/ validates."""
+
+from pathlib import Path
+
+import pytest
+
+from plasticlab.config import load_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_config_validates(path):
+    load_config(path)
