@@ -22,9 +22,7 @@ from plasticlab.report import plots, tables
 from plasticlab.report.render import markdown, to_html
 from plasticlab.report.runs import Collection, load
 
-PARQUET_NOTICE = (
-    "report: summary.parquet not written (pyarrow is not installed: pip install 'plasticlab[parquet]')"
-)
+PARQUET_NOTICE = "report: summary.parquet not written (pyarrow is not installed: pip install 'plasticlab[parquet]')"
 
 
 def make_report(path: str | Path, out: str | Path | None = None) -> Path:
@@ -62,9 +60,7 @@ def _write(col: Collection, folder: Path) -> None:
     gs = tables.groups(col)
     measures = tables.present(col, tables.MEASURES)
     diags = tables.present(col)
-    tables.write_csv(
-        folder / "tables.csv", tables.long_rows(col, gs, measures + diags), tables.long_columns(col)
-    )
+    tables.write_csv(folder / "tables.csv", tables.long_rows(col, gs, measures + diags), tables.long_columns(col))
 
     blocks: list[tuple] = [("h1", f"plasticlab report: {col.path.name}")]
     blocks.append(("p", _overview(col)))
@@ -106,7 +102,9 @@ def _tables(col: Collection, gs: list[tables.Group], measures: list[str], diags:
         out += [("h2", "Final task"), ("table", *tables.table(col, gs, measures, "final"))]
         out += [("h2", "Mean over tasks"), ("table", *tables.table(col, gs, measures, "mean"))]
     if diags:
-        out += [("h2", "Diagnostics at the final task"), ("table", *tables.table(col, gs, diags, "final"))]
+        # why: a dozen diagnostics side by side are unreadable; one row each reads well for a few groups
+        wide = tables.table_by_measure(gs, diags) if len(diags) > len(gs) else tables.table(col, gs, diags, "final")
+        out += [("h2", "Diagnostics at the final task"), ("table", *wide)]
     return out
 
 

@@ -91,7 +91,7 @@ def diagnostics(path: Path, gs: list[Group], names: list[str], *, partial: bool)
         if len(gs) > 1:
             axes.flat[0].legend(fontsize=6, loc="best")
         fig.suptitle(_title("diagnostics at each task end (mean ± 95% CI)", partial), fontsize=10)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # why: keep the suptitle clear
         fig.savefig(path, dpi=DPI)
         return path
     finally:
@@ -112,15 +112,13 @@ def final_bars(path: Path, gs: list[Group], measures: list[str], *, partial: boo
             with_ci = [i for i, e in enumerate(ests) if e.half is not None]
             if with_ci:
                 yerr = [ests[i].half for i in with_ci]
-                ax.errorbar(
-                    with_ci, [heights[i] for i in with_ci], yerr=yerr, fmt="none", ecolor="k", capsize=3
-                )
+                ax.errorbar(with_ci, [heights[i] for i in with_ci], yerr=yerr, fmt="none", ecolor="k", capsize=3)
             ax.set_xticks(range(len(gs)), [g.name for g in gs], rotation=30, ha="right", fontsize=7)
             ax.set_ylabel(m)
             ax.set_title(m, fontsize=9)
             ax.grid(axis="y", alpha=0.3)
         fig.suptitle(_title("final task (mean ± 95% CI)", partial), fontsize=10)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
         fig.savefig(path, dpi=DPI)
         return path
     finally:

@@ -63,9 +63,7 @@ def to_html(blocks: list[tuple], folder: Path, title: str) -> str:
             out.append(f'<p class="note"><b>{html.escape(b[1])}</b></p>')
         elif kind == "table":
             head = "".join(f"<th>{html.escape(str(h))}</th>" for h in b[1])
-            body = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in b[2]
-            )
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in b[2])
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif kind == "img":
             data = base64.b64encode((folder / b[1]).read_bytes()).decode("ascii")

@@ -134,9 +134,7 @@ def flatten(raw: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def load_run(
-    path: Path, *, id: str | None = None, seed: int | None = None, point: dict | None = None
-) -> RunData:
+def load_run(path: Path, *, id: str | None = None, seed: int | None = None, point: dict | None = None) -> RunData:
     """Read one run directory (missing files give an empty, ``pending`` run)."""
     config = read_config(path) if path.is_dir() else {}
     task_ends, epochs = read_metrics(path) if path.is_dir() else ({}, [])
@@ -182,9 +180,7 @@ def _load_sweep(root: Path, index: Path) -> Collection:
     keys: list[str] = []
     for e in entries:
         keys += [k for k in e.get("point", {}) if k not in keys]
-    runs = [
-        load_run(root / e["path"], id=e["id"], seed=e.get("seed"), point=e.get("point", {})) for e in entries
-    ]
+    runs = [load_run(root / e["path"], id=e["id"], seed=e.get("seed"), point=e.get("point", {})) for e in entries]
     return Collection("sweep", root, keys, runs)
 
 

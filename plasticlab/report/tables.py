@@ -199,20 +199,24 @@ def fmt(e: Estimate, n_expected: int | None = None) -> str:
     return text + (f" (n={e.n})" if n_expected is not None and e.n != n_expected else "")
 
 
-def table(
-    col: Collection, gs: list[Group], measures: list[str], scope: str
-) -> tuple[list[str], list[list[str]]]:
+def table(col: Collection, gs: list[Group], measures: list[str], scope: str) -> tuple[list[str], list[list[str]]]:
     """Header and rows of a markdown table: grid values, final task, n, one column per measure."""
     header = [k.split(".")[-1] for k in col.keys] + ["task", "n"] + measures
     rows = []
     for g in gs:
         t, planned = g.final_task(), g.planned_final()
-        task = (
-            "—" if t is None else f"{t}" + (f" of {planned}" if planned is not None and t < planned else "")
-        )
+        task = "—" if t is None else f"{t}" + (f" of {planned}" if planned is not None and t < planned else "")
         n = len(g.with_data)
         cells = [fmt(g.final(m) if scope == "final" else g.mean_over_tasks(m), n) for m in measures]
         rows.append([label(g.point.get(k)) for k in col.keys] + [task, str(n)] + cells)
+    return header, rows
+
+
+def table_by_measure(gs: list[Group], measures: list[str]) -> tuple[list[str], list[list[str]]]:
+    """The final-task table transposed: one row per measure, one column per group (many measures)."""
+    header = ["", *(g.name for g in gs)]
+    rows = [["task", *(str(g.final_task()) for g in gs)], ["n", *(str(len(g.with_data)) for g in gs)]]
+    rows += [[m, *(fmt(g.final(m), len(g.with_data)) for g in gs)] for m in measures]
     return header, rows
 
 
@@ -225,9 +229,7 @@ def long_rows(col: Collection, gs: list[Group], measures: list[str]) -> list[dic
                 e = g.final(m) if scope == "final" else g.mean_over_tasks(m)
                 row: dict[str, Any] = {"scope": scope, "group": g.name}
                 row.update({k: _scalar(g.point.get(k)) for k in col.keys})
-                row.update(
-                    {"measure": m, "final_task": g.final_task(), "n": e.n, "mean": e.mean, "ci_half": e.half}
-                )
+                row.update({"measure": m, "final_task": g.final_task(), "n": e.n, "mean": e.mean, "ci_half": e.half})
                 row.update({"ci_low": e.low, "ci_high": e.high})
                 out.append(row)
     return out
