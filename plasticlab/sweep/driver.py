@@ -72,6 +72,10 @@ def run_sweep(
         The sweep directory. Failed runs do not raise: they are listed at the end (with their
         log) and in ``status.csv``.
     """
+    if address and executor != "ray":
+        raise UserError(f"--address joins a Ray cluster: use it with --executor ray (not {executor})")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be ≥ 1 (got {workers})")
     spec = load_sweep(sweep)
     points = spec.points()
     root = Path(out) if out is not None else Path("sweeps") / spec.name

@@ -126,6 +126,10 @@ def test_progress_line_and_partial_report(tmp_path, capsys, monkeypatch):
 def test_executor_errors_are_user_errors(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="unknown executor 'slurm'"):
         run_sweep(sweep([0.1]), executor="slurm", out=tmp_path / "a", runner=RUNNER, progress=False)
+    with pytest.raises(UserError, match="use it with --executor ray"):
+        run_sweep(sweep([0.1]), address="auto", out=tmp_path / "a", runner=RUNNER, progress=False)
+    with pytest.raises(UserError, match="--workers must be"):
+        run_sweep(sweep([0.1]), executor="process", workers=0, out=tmp_path / "a", runner=RUNNER)
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(UserError, match=r"the ray executor needs Ray: pip install 'plasticlab\[ray\]'"):
         run_sweep(sweep([0.1]), executor="ray", out=tmp_path / "b", runner=RUNNER, progress=False)
