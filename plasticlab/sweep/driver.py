@@ -33,7 +33,7 @@ import yaml
 
 from plasticlab.registry import UserError
 from plasticlab.sweep.execute import DEFAULT_RUNNER, FINAL, Job, Result, Runner, current_task, read_status
-from plasticlab.sweep.executors import make_executor
+from plasticlab.sweep.executors import EXECUTORS, make_executor
 from plasticlab.sweep.spec import Point, Sweep, load_sweep
 
 REFRESH_S = 1.0
@@ -72,6 +72,8 @@ def run_sweep(
         The sweep directory. Failed runs do not raise: they are listed at the end (with their
         log) and in ``status.csv``.
     """
+    if executor not in EXECUTORS:
+        raise UserError(f"unknown executor {executor!r} (allowed: {', '.join(EXECUTORS)})")
     if address and executor != "ray":
         raise UserError(f"--address joins a Ray cluster: use it with --executor ray (not {executor})")
     if workers is not None and workers < 1:

@@ -126,6 +126,7 @@ def test_progress_line_and_partial_report(tmp_path, capsys, monkeypatch):
 def test_executor_errors_are_user_errors(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="unknown executor 'slurm'"):
         run_sweep(sweep([0.1]), executor="slurm", out=tmp_path / "a", runner=RUNNER, progress=False)
+    assert not (tmp_path / "a").exists()  # nothing written
     with pytest.raises(UserError, match="use it with --executor ray"):
         run_sweep(sweep([0.1]), address="auto", out=tmp_path / "a", runner=RUNNER, progress=False)
     with pytest.raises(UserError, match="--workers must be"):
