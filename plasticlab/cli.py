@@ -89,12 +89,24 @@ def cmd_data(a: argparse.Namespace) -> int:
 
 
 def cmd_sweep(a: argparse.Namespace) -> int:
+    from plasticlab import recipes
     from plasticlab.sweep import read_status_table, run_sweep
 
-    root = run_sweep(a.sweep, executor=a.executor, workers=a.workers, address=a.address, out=a.out,
-                     cpus_per_run=a.cpus_per_run, gpus_per_run=a.gpus_per_run, max_retries=a.max_retries,
-                     retry_failed=not a.no_retry_failed, progress=not a.quiet)
+    options = dict(executor=a.executor, workers=a.workers, address=a.address, out=a.out,
+                   cpus_per_run=a.cpus_per_run, gpus_per_run=a.gpus_per_run, max_retries=a.max_retries,
+                   retry_failed=not a.no_retry_failed, progress=not a.quiet)
+    name = recipes.parse_ref(a.sweep)
+    if name is not None:
+        root = recipes.run(name, profile=a.profile, report=a.report, **options)
+    else:
+        root = run_sweep(a.sweep, **options)
+        if a.report:
+            from plasticlab.report import make_report
+
+            make_report(root)
     print(f"sweep: {root}")
+    if a.report:
+        print(f"report: {root / 'report' / 'report.html'}")
     return 0 if all(r["status"] in ("done", "diverged") for r in read_status_table(root)) else 1
 
 
@@ -102,6 +114,19 @@ def cmd_report(a: argparse.Namespace) -> int:
     from plasticlab.report import make_report
 
     print(f"report: {make_report(a.dir, a.out)}")
+    return 0
+
+
+def cmd_recipes(a: argparse.Namespace) -> int:
+    from plasticlab import recipes
+
+    if a.action == "list":
+        for name, desc in recipes.listing():
+            print(f"{name:<28} {desc}")
+        return 0
+    if not a.name:
+        raise UserError("plasticlab recipes show needs a recipe NAME (see `plasticlab recipes list`)")
+    print(recipes.show(a.name), end="")
     return 0
 
 
@@ -142,6 +167,8 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--gpus-per-run", type=float, default=0)
     w.add_argument("--max-retries", type=int, default=1, help="Ray retries of a failed run")
     w.add_argument("--no-retry-failed", action="store_true", help="leave runs that failed before")
+    w.add_argument("--profile", default="quick", help="recipe profile: quick (CPU, minutes) or paper")
+    w.add_argument("--report", action="store_true", help="write the report when the sweep ends")
     w.add_argument("--quiet", action="store_true")
     w.set_defaults(fn=cmd_sweep)
 
@@ -160,6 +187,11 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     g.add_argument("--out", help="JSON path (default: RUN/diagnose.json)")
     g.set_defaults(fn=cmd_diagnose)
+
+    c = sub.add_parser("recipes", help="the packaged experiment recipes: list, show NAME")
+    c.add_argument("action", choices=["list", "show"])
+    c.add_argument("name", nargs="?")
+    c.set_defaults(fn=cmd_recipes)
 
     d = sub.add_parser("data", help="datasets: list what is present, fetch with checksum, verify")
     d.add_argument("action", choices=["list", "fetch", "verify"])

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from plasticlab.report import plots, tables
+from plasticlab.report.recipe import recipe_blocks
 from plasticlab.report.render import markdown, to_html
 from plasticlab.report.runs import Collection, load
 
@@ -69,6 +70,7 @@ def _write(col: Collection, folder: Path) -> None:
     if not rows:
         blocks.append(("p", "No run has finished a task yet: no tables or plots."))
     else:
+        blocks += recipe_blocks(col, folder)
         blocks += _tables(col, gs, measures, diags)
         blocks += _plots(col, gs, measures, diags, folder)
     blocks += _runs(col)
