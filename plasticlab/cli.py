@@ -126,6 +126,10 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help="JSON path (default: RUN/diagnose.json)")
     g.set_defaults(fn=cmd_diagnose)
 
+    from plasticlab.transfer.cli import add_transfer_parser
+
+    add_transfer_parser(sub)
+
     d = sub.add_parser("data", help="datasets: list what is present, fetch with checksum, verify")
     d.add_argument("action", choices=["list", "fetch", "verify"])
     d.add_argument("name", nargs="?")

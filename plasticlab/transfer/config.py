@@ -120,14 +120,15 @@ def _interventions(raw: Any, key: str) -> list[Intervention]:
     if not isinstance(raw, list) or not raw:
         raise UserError(f"config: {key}: expected a non-empty list (allowed: {', '.join(INTERVENTIONS)})")
     out: list[Intervention] = []
+    allowed = ", ".join(INTERVENTIONS)
     for i, item in enumerate(raw):
         sub = f"{key}[{i}]"
         spec = {"name": item} if isinstance(item, str) else item
         if not isinstance(spec, dict) or "name" not in spec:
-            raise UserError(f"config: {sub}: expected a name or a mapping with 'name' (one of {', '.join(INTERVENTIONS)})")
+            raise UserError(f"config: {sub}: expected a name or a mapping with 'name' (one of {allowed})")
         name = spec["name"]
         if name not in INTERVENTIONS:
-            raise UserError(f"config: {sub}.name: {name!r} is not an intervention (allowed: {', '.join(INTERVENTIONS)})")
+            raise UserError(f"config: {sub}.name: {name!r} is not an intervention (allowed: {allowed})")
         for k in SCHEDULE_KEYS:
             if k in spec:
                 raise UserError(f"config: {sub}.{k}: not used by transfer (an intervention is applied once, "

@@ -187,12 +187,18 @@ def with_target_head(model: nn.Module, src: Source, classes: int, head: str, see
 
 @torch.no_grad()
 def changed_units(before: nn.Module, after: nn.Module) -> dict[str, int]:
-    """Per unit layer: how many units have any incoming entry (weight, bias, norm) that differs."""
+    """Per unit layer: how many units have *every* entry of their incoming weight rows changed.
+
+    A re-drawn or perturbed unit changes all its incoming weights; a unit whose incoming
+    weights only partly changed (the columns read from re-drawn units of the layer below, with
+    ``outgoing: init``) does not count.
+    """
     out = {}
     for a, b in zip(units.build(before), units.build(after), strict=True):
-        diff = torch.zeros(a.count, dtype=torch.bool, device=a.in_weight.tensor.device)
+        diff = torch.ones(a.count, dtype=torch.bool, device=a.in_weight.tensor.device)
         for sa, sb in zip(a.incoming, b.incoming, strict=True):
-            diff |= (sa.rows() != sb.rows()).any(dim=1)
+            if sa.is_weight:
+                diff &= (sa.rows() != sb.rows()).all(dim=1)
         out[a.name] = int(diff.sum())
     return out
 

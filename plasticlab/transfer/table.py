@@ -1,4 +1,5 @@
-"""Text tables of transfer results: accuracy per (intervention, N) and the diagnostics at each stage.
+"""Text tables of transfer results: accuracy per (intervention, N), paired differences to ``none``,
+and the diagnostics at each stage.
 
 A cell is mean ± h over seeds, with h the half-width of the 95% Student-t confidence interval,
 h = t₀.₉₇₅(n−1)·sd/√n (sd with n−1 in the denominator); just the mean when n = 1.
@@ -50,7 +51,8 @@ def _stage(r: dict, stage: str, key: str):
 
 
 def format_tables(rows: list[dict]) -> str:
-    """Two tables: target test accuracy (intervention × N) and per-(intervention, N) diagnostics."""
+    """Target test accuracy (intervention × N), its paired difference to ``none`` (when present), and
+    per-(intervention, N) diagnostics."""
     labels = list(dict.fromkeys(r["intervention"] for r in rows))
     ns = list(dict.fromkeys(r["samples_per_class"] for r in rows))
     seeds = sorted({r["seed"] for r in rows})
@@ -62,6 +64,19 @@ def format_tables(rows: list[dict]) -> str:
     out = [f"target test accuracy (mean ± 95% CI over {len(seeds)} seed{'s' * (len(seeds) != 1)}; "
            "columns: N training images per class)",
            _grid(["intervention"] + [f"N={_n(n)}" for n in ns], acc), ""]
+    if "none" in labels and len(labels) > 1:
+        diff = []
+        for lab in labels:
+            if lab == "none":
+                continue
+            cells = []
+            for n in ns:
+                base = {r["seed"]: r["test_acc"] for r in pick("none", n)}
+                cells.append(cell([r["test_acc"] - base[r["seed"]] for r in pick(lab, n)
+                                   if r["test_acc"] is not None and base.get(r["seed"]) is not None]))
+            diff.append([lab, *cells])
+        out += ["difference to none, paired by seed (mean ± 95% CI)",
+                _grid(["intervention"] + [f"N={_n(n)}" for n in ns], diff), ""]
 
     head = ["intervention", "N", "test_acc", "before_ft", "changed", "frozen_pre", "frozen_int", "frozen_ft",
             "sens_int", "sens_ft"]
