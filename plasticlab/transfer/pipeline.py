@@ -237,7 +237,9 @@ def finetune_setup(cfg: RunConfig, model: nn.Module, data: Dataset, device: torc
     """An engine ``Setup`` around an existing model and dataset (what ``engine.setup`` builds from a config)."""
     optimizer = make_optimizer(model, cfg.optim)
     unit_map = units.build(model)
-    ctx = MethodContext(model, optimizer, unit_map, cfg.seed, device, fresh_model=lambda s: model,
+    shape = tuple(data.x_train.shape[1:])
+    ctx = MethodContext(model, optimizer, unit_map, cfg.seed, device,
+                        fresh_model=lambda s: build_model(cfg, shape, data.classes, s, device),
                         activations=[None] * len(unit_map))
     n_train = data.x_train.shape[0]
     schedule = build_schedule(cfg.environment, 1, steps_per_epoch(n_train, cfg.optim.batch_size))
