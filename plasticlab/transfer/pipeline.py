@@ -28,6 +28,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -374,8 +375,6 @@ def run_transfer(config: str | Path | dict | TransferConfig, *, overrides: list[
                 rows += transfer_seed(cfg, src, seed, out_dir, dev, res, cur, say)
         status = "done"
     except BaseException:
-        import traceback
-
         (out_dir / "error.log").write_text(traceback.format_exc())
         raise
     finally:

@@ -12,10 +12,11 @@ from plasticlab import registry
 from plasticlab.cli import main
 from plasticlab.data.base import ArrayData, DatasetSpec
 from plasticlab.diagnostics import frozen_mask
+from plasticlab.envs import build_schedule, steps_per_epoch
 from plasticlab.registry import UserError
 from plasticlab.transfer import load_transfer_config, read_results, run_transfer
 from plasticlab.transfer.config import from_dict
-from plasticlab.transfer.pipeline import Source, pretrained_model, target_model
+from plasticlab.transfer.pipeline import Source, finetune_config, pretrained_model, target_model
 from plasticlab.units import build
 
 CPU = torch.device("cpu")
@@ -165,3 +166,17 @@ def test_cli_transfer(tmp_path, capsys):
     assert main(["transfer", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("plasticlab: error:") and "not an empty directory" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("length,expected", [({"steps": 7}, {2: 7, 4: 7}), ({"epochs": 3}, {2: 3, 4: 6})])
+def test_finetuning_length_in_steps_or_epochs(length, expected):
+    raw = config(samples_per_class=[2, 4])
+    del raw["target"]["steps"]
+    raw["target"].update(length)
+    cfg = from_dict(raw)
+    src = Source(cfg.source, (1, 8, 8), 10)
+    for n, steps in expected.items():
+        n_train = 4 * n  # 4 classes; batch min(8, n_train) = 8 → 1 or 2 steps per epoch
+        ft = finetune_config(cfg, src, 0, n, n_train)
+        assert ft.optim.batch_size == 8 and ft.method == [] and ft.environment.kind == "abrupt"
+        assert build_schedule(ft.environment, 1, steps_per_epoch(n_train, 8)).total_steps == steps
