@@ -90,6 +90,9 @@ class OptimConfig:
     """SGD momentum."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1.0e-8
+    per_entry_step: bool = False
+    """adam/adamw only: keep Adam's step count per entry, so entries a method re-initialises
+    restart their bias correction (plasticlab.methods.entry_adam, as Dohare et al. do)."""
 
 
 @dataclass
@@ -317,6 +320,8 @@ def validate_run(cfg: RunConfig) -> None:
     """Cross-section checks that a single section cannot make."""
     if cfg.optim.batch_size < 1:
         raise UserError("config: optim.batch_size: must be ≥ 1")
+    if cfg.optim.per_entry_step and cfg.optim.name == "sgd":
+        raise UserError("config: optim.per_entry_step: only for adam/adamw (set it to false for sgd)")
     if cfg.optim.lr <= 0:
         raise UserError("config: optim.lr: must be > 0")
     if cfg.environment.epochs_per_task <= 0:

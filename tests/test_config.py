@@ -59,3 +59,13 @@ def test_method_list_and_none():
     assert load_config(None, ["method.name=none"]).method == []
     with pytest.raises(UserError, match="unknown 'nope'"):
         load_config({"method": [{"name": "nope"}]})
+
+
+def test_per_entry_step_selects_entry_adam():
+    from plasticlab.engine.loop import setup
+    from plasticlab.methods.entry_adam import EntryAdam
+
+    s = setup(load_config(None, ["optim.per_entry_step=true", "model.hidden=[8]", "diagnostics.every=never"]))
+    assert isinstance(s.optimizer, EntryAdam)
+    with pytest.raises(UserError, match="only for adam/adamw"):
+        load_config(None, ["optim.per_entry_step=true", "optim.name=sgd"])
