@@ -193,6 +193,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("name", nargs="?")
     c.set_defaults(fn=cmd_recipes)
 
+    from plasticlab.transfer.cli import add_transfer_parser
+
+    add_transfer_parser(sub)
+
     d = sub.add_parser("data", help="datasets: list what is present, fetch with checksum, verify")
     d.add_argument("action", choices=["list", "fetch", "verify"])
     d.add_argument("name", nargs="?")

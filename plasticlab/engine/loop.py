@@ -50,6 +50,8 @@ def build_model(cfg: RunConfig, input_shape: tuple[int, ...], n_out: int, seed: 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derived_seed(seed, "init"))
         model = cfg.model.build(input_shape, n_out)
+    if cfg.engine.channels_last and len(input_shape) == 3:
+        model = model.to(memory_format=torch.channels_last)  # 4-d weights only
     return model.to(device)
 
 
@@ -128,6 +130,8 @@ def capture_hooks(s: Setup) -> list:
 
 def train_step(s: Setup, x: torch.Tensor, target: torch.Tensor, step: int, acc: torch.Tensor) -> None:
     """One optimiser step; adds (task loss, correct, count) to the device accumulator ``acc``."""
+    if s.cfg.engine.channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     autocast = (torch.autocast(s.device.type, dtype=torch.bfloat16) if s.cfg.engine.precision == "bf16"
                 else contextlib.nullcontext())
     with autocast:
