@@ -105,7 +105,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
             make_report(root)
     print(f"sweep: {root}")
-    if a.report:
+    if (root / "report" / "report.html").exists():
         print(f"report: {root / 'report' / 'report.html'}")
     return 0 if all(r["status"] in ("done", "diverged") for r in read_status_table(root)) else 1
 

@@ -201,7 +201,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     bad = UserError(f"config: {key}: expected {_type_name(tp)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key)
+        return build_section(tp, value, key)
     if origin is Literal:
         if value in typing.get_args(tp):
             return value
@@ -251,7 +251,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"unsupported config type {tp!r} at {key}")
 
 
-def _build(cls: type, raw: Any, key: str) -> Any:
+def build_section(cls: type, raw: Any, key: str) -> Any:
     """Build dataclass ``cls`` from mapping ``raw``, checking every key."""
     if raw is None:
         raw = {}
@@ -290,7 +290,7 @@ def _build_tagged(table: dict, tag: str, raw: Any, key: str) -> Any:
     name = raw[tag]
     if name not in table:
         raise UserError(f"config: {key}.{tag}: unknown {name!r} (allowed: {', '.join(sorted(table))})")
-    return _build(table[name], raw, key)
+    return build_section(table[name], raw, key)
 
 
 def _build_methods(raw: Any, key: str) -> list:
@@ -311,7 +311,7 @@ def from_dict(raw: dict) -> RunConfig:
     merged = copy.deepcopy(DEFAULT_CONFIG)
     for k, v in (raw or {}).items():
         merged[k] = v
-    cfg = _build(RunConfig, merged, "")
+    cfg = build_section(RunConfig, merged, "")
     validate_run(cfg)
     return cfg
 

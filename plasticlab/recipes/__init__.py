@@ -11,6 +11,9 @@ A recipe is a YAML file in this folder::
       quick: {base: …, grid: …, seeds: […]}                  # CPU, minutes
       paper: {base: …, grid: …, seeds: […], cost: "…"}       # the paper's setting, for a GPU
 
+A profile may instead hold ``transfer:`` (a ``plasticlab transfer`` config): it then runs the
+pre-train → intervention → fine-tune pipeline (``plasticlab.transfer``) rather than a sweep.
+
 Run one with ``plasticlab sweep recipe:NAME [--profile quick|paper]``; list them with
 ``plasticlab recipes list`` and print one with ``plasticlab recipes show NAME``.
 """
@@ -26,7 +29,7 @@ from plasticlab.registry import UserError
 
 FOLDER = Path(__file__).resolve().parent
 RECIPE_KEYS = ("description", "paper", "claim", "measure", "analysis", "profiles")
-PROFILE_KEYS = ("base", "grid", "seeds", "cost")
+PROFILE_KEYS = ("base", "grid", "seeds", "cost", "transfer")
 
 
 def names() -> list[str]:
@@ -52,7 +55,7 @@ def load_recipe(name: str) -> dict:
 
 
 def sweep_of(name: str, profile: str = "quick") -> dict:
-    """The sweep mapping (``base``, ``grid``, ``seeds``) of a recipe's profile."""
+    """The sweep mapping (``base``, ``grid``, ``seeds``) of a recipe's profile, or ``{transfer: …}``."""
     raw = load_recipe(name)
     profiles = raw.get("profiles", {})
     if profile not in profiles:
@@ -95,9 +98,16 @@ def run(name: str, *, profile: str = "quick", out: str | Path | None = None, rep
 
     spec = sweep_of(name, profile)
     root = Path(out) if out is not None else Path("sweeps") / f"{name}-{profile}"
+    meta = yaml.safe_dump({"name": name, "profile": profile,
+                           **{k: v for k, v in load_recipe(name).items() if k != "profiles"}}, sort_keys=False)
+    if "transfer" in spec:
+        from plasticlab.transfer import run_transfer
+
+        run_transfer(spec["transfer"], out=root)
+        (root / "recipe.yaml").write_text(meta)
+        return root
     root.mkdir(parents=True, exist_ok=True)
-    meta = {k: v for k, v in load_recipe(name).items() if k != "profiles"}
-    (root / "recipe.yaml").write_text(yaml.safe_dump({"name": name, "profile": profile, **meta}, sort_keys=False))
+    (root / "recipe.yaml").write_text(meta)
     run_sweep(spec, out=root, **sweep_options)
     if report:
         make_report(root)

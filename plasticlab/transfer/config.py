@@ -32,7 +32,7 @@ from plasticlab.config import (
     AugmentConfig,
     OptimConfig,
     RunConfig,
-    _build,
+    build_section,
     load_config,
     parse_override,
     read_yaml,
@@ -140,7 +140,7 @@ def _interventions(raw: Any, key: str) -> list[Intervention]:
             continue
         if name not in registry.METHODS:
             raise UserError(f"config: {sub}.name: method {name!r} is not available in this installation")
-        method = _build(registry.METHODS[name], spec, sub)
+        method = build_section(registry.METHODS[name], spec, sub)
         out.append(Intervention(label_of(method, spec), method, dict(spec)))
     labels = [iv.label for iv in out]
     dup = sorted({lab for lab in labels if labels.count(lab) > 1})
@@ -186,7 +186,7 @@ def from_dict(raw: dict, base_dir: str | Path = ".") -> TransferConfig:
     if seeds is not None and len(set(seeds)) != len(seeds):
         raise UserError(f"config: seeds: values repeat ({seeds})")
     source = _source(raw.get("source"), Path(base_dir), seeds is not None)
-    target = _build(TargetConfig, raw.get("target"), "target")
+    target = build_section(TargetConfig, raw.get("target"), "target")
     interventions = _interventions(raw.get("interventions", ["none", "reset-frozen"]), "interventions")
     return TransferConfig(source=source, target=target, interventions=interventions,
                           seeds=list(seeds) if seeds is not None else [source.seed])
