@@ -13,6 +13,7 @@ task ends; ``train_step`` itself never syncs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,7 +103,8 @@ def setup(cfg: RunConfig, device: torch.device | None = None) -> Setup:
     ctx = MethodContext(model, optimizer, unit_map, cfg.seed, device,
                         fresh_model=lambda s: build_model(cfg, in_shape, n_out, s, device),
                         activations=[None] * len(unit_map))
-    for m in cfg.method:
+    methods = [dataclasses.replace(m) for m in cfg.method]  # fresh instances: state is per run, not per config
+    for m in methods:
         m.setup(ctx)
     n_train = family.n_train(base) if hasattr(family, "n_train") else base.x_train.shape[0]
     schedule = build_schedule(cfg.environment, family.count, steps_per_epoch(n_train, cfg.optim.batch_size))
@@ -110,7 +112,7 @@ def setup(cfg: RunConfig, device: torch.device | None = None) -> Setup:
     probe_idx = None
     if cfg.diagnostics.every != "never":
         probe_idx = diagnostics.probe_indices(cfg.seed, n_train, cfg.diagnostics.probe_size, device)
-    return Setup(cfg, device, base, family, model, optimizer, unit_map, list(cfg.method), ctx, schedule, env,
+    return Setup(cfg, device, base, family, model, optimizer, unit_map, methods, ctx, schedule, env,
                  probe_idx, n_train)
 
 
