@@ -56,6 +56,14 @@ class TransitionConfig:
     mode: Literal["direct", "via-uniform"] = "direct"
     """Output interpolation path: direct blend, or old one-hot → uniform → new one-hot."""
 
+    def validate(self, key: str) -> None:
+        n = round(1.0 / self.step) if self.step > 0 else 0
+        if not 0 < self.step < 1 or abs(n * self.step - 1.0) > 1e-6:
+            raise UserError(f"config: {key}.step: {self.step} must be in (0, 1) with 1/step a whole number "
+                            "(e.g. 0.5, 0.25, 0.1, 0.05)")
+        if self.length < 0:
+            raise UserError(f"config: {key}.length: must be ≥ 0")
+
 
 @dataclass
 class EnvironmentConfig:
@@ -82,6 +90,9 @@ class OptimConfig:
     """SGD momentum."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1.0e-8
+    per_entry_step: bool = False
+    """adam/adamw only: keep Adam's step count per entry, so entries a method re-initialises
+    restart their bias correction (plasticlab.methods.entry_adam, as Dohare et al. do)."""
 
 
 @dataclass
@@ -106,12 +117,32 @@ class DiagnosticsConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Training-batch augmentation (off by default; images (C, H, W) only)."""
+
+    enabled: bool = False
+    crop_padding: int = 4
+    """p: pad every side by p pixels, then crop back to H×W at a random offset (0 = no crop)."""
+    flip: bool = True
+    """Mirror each example left–right with probability ½."""
+    padding_mode: Literal["constant", "reflect", "replicate"] = "constant"
+    """How the padded border is filled: 0, a mirror of the image, or the edge pixel."""
+
+    def validate(self, key: str) -> None:
+        if self.crop_padding < 0:
+            raise UserError(f"config: {key}.crop_padding: must be ≥ 0")
+
+
+@dataclass
 class EngineConfig:
     """How the run executes: device, precision, checkpoints. Speed knobs live here."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
+    channels_last: bool = False
+    """Image models: conv weights and training batches in channels-last (NHWC) memory format
+    (faster convolutions on tensor-core GPUs; same results up to float rounding)."""
     checkpoint_every: int = 0
     """Also checkpoint every N optimiser steps (0 = only at task ends)."""
     eval_batch_size: int = 4096
@@ -134,6 +165,7 @@ class RunConfig:
     method: list = field(default_factory=list)
     """Mitigations in the order they run; ``{name: none}`` = empty list."""
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
 
 
@@ -143,19 +175,12 @@ _TAGGED = {"tasks": (registry.FAMILIES, "family"), "model": (registry.MODELS, "n
 DEFAULT_CONFIG: dict = {
     "seed": 0,
     "data": {"name": "digits"},
-    "tasks": {"family": "permuted-pixels", "count": 10},
+    "tasks": {"family": "random-labels", "count": 10},
     "environment": {"kind": "abrupt", "epochs_per_task": 10},
     "model": {"name": "mlp", "hidden": [256, 256, 256, 256]},
     "optim": {"name": "adam", "lr": 1.0e-3, "batch_size": 64},
     "method": {"name": "none"},
 }
-
-
-def _ensure_registered() -> None:
-    # why: components register on import; importing here keeps config.py usable on its own.
-    import plasticlab.methods  # noqa: F401
-    import plasticlab.models  # noqa: F401
-    import plasticlab.tasks  # noqa: F401
 
 
 def _type_name(tp: Any) -> str:
@@ -176,7 +201,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     bad = UserError(f"config: {key}: expected {_type_name(tp)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key)
+        return build_section(tp, value, key)
     if origin is Literal:
         if value in typing.get_args(tp):
             return value
@@ -226,7 +251,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"unsupported config type {tp!r} at {key}")
 
 
-def _build(cls: type, raw: Any, key: str) -> Any:
+def build_section(cls: type, raw: Any, key: str) -> Any:
     """Build dataclass ``cls`` from mapping ``raw``, checking every key."""
     if raw is None:
         raw = {}
@@ -265,7 +290,7 @@ def _build_tagged(table: dict, tag: str, raw: Any, key: str) -> Any:
     name = raw[tag]
     if name not in table:
         raise UserError(f"config: {key}.{tag}: unknown {name!r} (allowed: {', '.join(sorted(table))})")
-    return _build(table[name], raw, key)
+    return build_section(table[name], raw, key)
 
 
 def _build_methods(raw: Any, key: str) -> list:
@@ -283,11 +308,10 @@ def _build_methods(raw: Any, key: str) -> list:
 
 def from_dict(raw: dict) -> RunConfig:
     """Validate a raw config mapping (missing sections take the built-in defaults)."""
-    _ensure_registered()
     merged = copy.deepcopy(DEFAULT_CONFIG)
     for k, v in (raw or {}).items():
         merged[k] = v
-    cfg = _build(RunConfig, merged, "")
+    cfg = build_section(RunConfig, merged, "")
     validate_run(cfg)
     return cfg
 
@@ -296,6 +320,8 @@ def validate_run(cfg: RunConfig) -> None:
     """Cross-section checks that a single section cannot make."""
     if cfg.optim.batch_size < 1:
         raise UserError("config: optim.batch_size: must be ≥ 1")
+    if cfg.optim.per_entry_step and cfg.optim.name == "sgd":
+        raise UserError("config: optim.per_entry_step: only for adam/adamw (set it to false for sgd)")
     if cfg.optim.lr <= 0:
         raise UserError("config: optim.lr: must be > 0")
     if cfg.environment.epochs_per_task <= 0:

@@ -1,6 +1,9 @@
-"""Datasets: raw files → device tensors. Importing this module registers every dataset."""
+"""Datasets: raw files → device tensors. Importing this module registers every dataset.
 
-from plasticlab.data import digits  # noqa: F401
+Download tooling (``plasticlab data fetch | verify | list``) is in ``plasticlab.data.fetch``.
+"""
+
+from plasticlab.data import cifar, digits, emnist, fetch, mnist  # noqa: F401
 from plasticlab.data.base import Dataset, DatasetSpec, data_root, load_dataset, read_arrays
 
 __all__ = ["Dataset", "DatasetSpec", "data_root", "load_dataset", "read_arrays"]

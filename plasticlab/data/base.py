@@ -1,7 +1,7 @@
 """Datasets as device tensors: the raw arrays, class-balanced subsets and normalisation.
 
 A dataset is registered in ``registry.DATASETS`` as a ``DatasetSpec``: the files it needs, where
-to fetch them, and a ``read(root)`` that returns ``ArrayData``. ``load_dataset`` turns that into
+to fetch them, and a ``read(folder)`` that returns ``ArrayData``. ``load_dataset`` turns that into
 ``Dataset`` tensors on the training device, once per run.
 """
 
@@ -28,7 +28,9 @@ class RemoteFile:
     sha256: str | None = None
     md5: str | None = None
     extract: bool = False
-    """An archive to unpack (path-safely) after download."""
+    """An archive to unpack (path-safely) into the dataset directory after download, then delete."""
+    mirrors: tuple[str, ...] = ()
+    """Further URLs of the same file, tried in order when ``url`` fails."""
 
 
 @dataclass
@@ -48,13 +50,18 @@ class DatasetSpec:
 
     name: str
     read: Callable[[Path], ArrayData]
-    """Read the standard files from the dataset's directory ``root / name``."""
-    required: list[str] = field(default_factory=list)
-    """Files (relative to ``root / name``) that must exist for ``read`` to work."""
+    """Read the standard files from the dataset's directory (``dataset_dir``)."""
+    required: list[str | tuple[str, ...]] = field(default_factory=list)
+    """Files (relative to the dataset directory) that must exist for ``read`` to work. A tuple lists
+    interchangeable alternatives (any one will do); its first entry is the name shown to users."""
     remote: list[RemoteFile] = field(default_factory=list)
     description: str = ""
     embedded: bool = False
     """Shipped with a dependency; needs no files."""
+    folder: str | None = None
+    """The dataset directory under the data root; default ``name`` (the EMNIST splits share one)."""
+    checksums: dict[str, str] = field(default_factory=dict)
+    """Published md5 of files that appear after unpacking an archive, by relative path (for verify)."""
 
 
 @dataclass
@@ -88,26 +95,60 @@ def get_spec(name: str) -> DatasetSpec:
     return registry.DATASETS[name]
 
 
+def dataset_dir(spec: DatasetSpec, root: str | os.PathLike | None = None) -> Path:
+    """The directory holding ``spec``'s files: ``data_root(root) / (spec.folder or spec.name)``."""
+    return data_root(root) / (spec.folder or spec.name)
+
+
+def find_file(folder: Path, item: str | tuple[str, ...]) -> Path | None:
+    """The first existing alternative of a ``DatasetSpec.required`` item under ``folder``, or None."""
+    for rel in (item,) if isinstance(item, str) else item:
+        if (folder / rel).is_file():
+            return folder / rel
+    return None
+
+
+def missing_files(spec: DatasetSpec, folder: Path) -> list[str]:
+    """The display names of ``spec.required`` items of which no alternative exists in ``folder``."""
+    absent = [item for item in spec.required if find_file(folder, item) is None]
+    return [item if isinstance(item, str) else item[0] for item in absent]
+
+
+def fetch_hint(name: str, root: str | os.PathLike | None = None, force: bool = False) -> str:
+    """The command that (re-)downloads dataset ``name`` into the data root ``root`` resolves to."""
+    base = data_root(root)
+    return (f"plasticlab data fetch {name}" + (" --force" if force else "")
+            + ("" if base == data_root(None) else f" --root {base}"))
+
+
+def missing_error(
+    spec: DatasetSpec, folder: Path, missing: list[str], root: str | os.PathLike | None = None
+) -> UserError:
+    """The one-line error for absent files: which, where, and how to get them."""
+    return UserError(
+        f"dataset {spec.name!r} not found: missing {', '.join(missing)} in {folder} "
+        f"(run `{fetch_hint(spec.name, root)}`, or set data.root / $PLASTICLAB_DATA to where the files are)"
+    )
+
+
 def read_arrays(name: str, root: str | os.PathLike | None = None) -> ArrayData:
     """Read dataset ``name`` from disk (or its embedded source) as host arrays.
 
     Raises:
-        UserError: files missing (names them, the directory searched and the fetch command).
+        UserError: files missing (names them, the directory searched and the fetch command), or a
+            file is corrupt.
     """
     spec = get_spec(name)
-    base = data_root(root)
-    folder = base / name
-    missing = [f for f in spec.required if not (folder / f).exists()]
+    folder = dataset_dir(spec, root)
+    missing = missing_files(spec, folder)
     if missing:
-        raise UserError(
-            f"dataset {name!r} not found: missing {', '.join(missing)} in {folder} "
-            f"(run `plasticlab data fetch {name}`{'' if root is None else f' --root {base}'}, "
-            f"or set data.root / $PLASTICLAB_DATA to where the files are)"
-        )
+        raise missing_error(spec, folder, missing, root)
     return spec.read(folder)
 
 
-def class_balanced_indices(y: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
+def class_balanced_indices(
+    y: np.ndarray, per_class: int | None, seed: int, key: str = "data.samples_per_class"
+) -> np.ndarray:
     """Indices of ``per_class`` examples of every class, drawn from ``seed``, in sorted order.
 
     ``per_class=None`` keeps everything. A class with fewer examples than asked is an error.
@@ -120,7 +161,7 @@ def class_balanced_indices(y: np.ndarray, per_class: int | None, seed: int) -> n
         idx = np.flatnonzero(y == c)
         if len(idx) < per_class:
             raise UserError(
-                f"config: data.samples_per_class={per_class} but class {c} has only {len(idx)} examples "
+                f"config: {key}={per_class} but class {c} has only {len(idx)} examples "
                 f"(lower it or set it to null)"
             )
         out.append(rng.choice(idx, size=per_class, replace=False))
@@ -143,7 +184,7 @@ def load_dataset(
     """
     arr = read_arrays(name, root)
     tr = class_balanced_indices(arr.y_train, samples_per_class, seed)
-    te = class_balanced_indices(arr.y_test, test_samples_per_class, seed + 1)
+    te = class_balanced_indices(arr.y_test, test_samples_per_class, seed + 1, "data.test_samples_per_class")
     x_tr = torch.as_tensor(np.ascontiguousarray(arr.x_train[tr])).float()
     x_te = torch.as_tensor(np.ascontiguousarray(arr.x_test[te])).float()
     if arr.x_train.dtype == np.uint8:

@@ -13,6 +13,7 @@ task ends; ``train_step`` itself never syncs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,11 +22,13 @@ import torch
 from torch import nn
 
 from plasticlab import diagnostics, registry, units
+from plasticlab.augment import augment
 from plasticlab.config import RunConfig
 from plasticlab.data import load_dataset
 from plasticlab.engine.optim import make_optimizer
 from plasticlab.envs import build_schedule, steps_per_epoch
 from plasticlab.methods import MethodContext
+from plasticlab.registry import UserError
 from plasticlab.seeding import derived_seed, generator
 
 Sink = Callable[[dict], None]
@@ -39,8 +42,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from plasticlab.registry import UserError
-
         raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
     return torch.device(name)
 
@@ -50,6 +51,8 @@ def build_model(cfg: RunConfig, input_shape: tuple[int, ...], n_out: int, seed: 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derived_seed(seed, "init"))
         model = cfg.model.build(input_shape, n_out)
+    if cfg.engine.channels_last and len(input_shape) == 3:
+        model = model.to(memory_format=torch.channels_last)  # 4-d weights only
     return model.to(device)
 
 
@@ -92,22 +95,24 @@ def setup(cfg: RunConfig, device: torch.device | None = None) -> Setup:
                          seed=cfg.seed, device=device)
             if family.uses_data else family.prepare(cfg.seed, device))
     n_out, in_shape = family.n_outputs(base), family.input_shape(base)
+    if cfg.augment.enabled and len(in_shape) != 3:
+        raise UserError("config: augment.enabled: needs image data (C, H, W); set augment.enabled=false")
     model = build_model(cfg, in_shape, n_out, cfg.seed, device)
     optimizer = make_optimizer(model, cfg.optim)
     unit_map = units.build(model) if hasattr(model, "unit_layers") else []
     ctx = MethodContext(model, optimizer, unit_map, cfg.seed, device,
                         fresh_model=lambda s: build_model(cfg, in_shape, n_out, s, device),
                         activations=[None] * len(unit_map))
-    for m in cfg.method:
+    methods = [dataclasses.replace(m) for m in cfg.method]  # fresh instances: state is per run, not per config
+    for m in methods:
         m.setup(ctx)
     n_train = family.n_train(base) if hasattr(family, "n_train") else base.x_train.shape[0]
     schedule = build_schedule(cfg.environment, family.count, steps_per_epoch(n_train, cfg.optim.batch_size))
     env = registry.ENVIRONMENTS[cfg.environment.kind](classes=n_out, mode=cfg.environment.transition.mode)
     probe_idx = None
     if cfg.diagnostics.every != "never":
-        g = generator(cfg.seed, "probe")
-        probe_idx = torch.randperm(n_train, generator=g)[: cfg.diagnostics.probe_size].to(device)
-    return Setup(cfg, device, base, family, model, optimizer, unit_map, list(cfg.method), ctx, schedule, env,
+        probe_idx = diagnostics.probe_indices(cfg.seed, n_train, cfg.diagnostics.probe_size, device)
+    return Setup(cfg, device, base, family, model, optimizer, unit_map, methods, ctx, schedule, env,
                  probe_idx, n_train)
 
 
@@ -127,6 +132,8 @@ def capture_hooks(s: Setup) -> list:
 
 def train_step(s: Setup, x: torch.Tensor, target: torch.Tensor, step: int, acc: torch.Tensor) -> None:
     """One optimiser step; adds (task loss, correct, count) to the device accumulator ``acc``."""
+    if s.cfg.engine.channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     autocast = (torch.autocast(s.device.type, dtype=torch.bfloat16) if s.cfg.engine.precision == "bf16"
                 else contextlib.nullcontext())
     with autocast:
@@ -156,13 +163,20 @@ def batch_indices(s: Setup, step: int, cache: dict) -> torch.Tensor:
     return cache["perm"][b * bs : (b + 1) * bs]
 
 
+def augment_batch(x: torch.Tensor, cfg: RunConfig, step: int, device) -> torch.Tensor:
+    """Crop/flip augmentation drawn from (seed, step): resume-exact without saved RNG state."""
+    a = cfg.augment
+    g = generator(cfg.seed, "augment", step, device=device)
+    return augment(x, g, crop_padding=a.crop_padding, flip=a.flip, padding_mode=a.padding_mode)
+
+
 def measure_task(s: Setup, t: int) -> dict:
     """Measures of task t on its whole training and test sets, then the diagnostics."""
     task = s.task(t)
     s.model.eval()
     row = s.family.measure(s.model, task, s.cfg.engine.eval_batch_size)
     s.model.train()
-    if s.probe_idx is not None and hasattr(diagnostics, "measure"):
+    if s.probe_idx is not None:
         px, py = task.x_train[s.probe_idx], task.y_train[s.probe_idx]
         row.update(diagnostics.measure(s.model, s.unit_map, px, py, s.family.loss, s.cfg.diagnostics))
     return row
@@ -206,6 +220,8 @@ def run(cfg: RunConfig, sink: Sink, *, save: Callable[[dict], None] | None = Non
             new, old = s.task(t), (s.task(phase.old) if phase.old is not None else None)
             for step in range(max(start, phase.start), phase.end):
                 x, target = s.env.batch(phase, old, new, batch_indices(s, step, cache))
+                if cfg.augment.enabled:
+                    x = augment_batch(x, cfg, step, s.device)
                 train_step(s, x, target, step, acc)
                 row["steps"] += 1
                 done = step + 1

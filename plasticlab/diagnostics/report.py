@@ -1,0 +1,169 @@
+"""``plasticlab diagnose CHECKPOINT``: the diagnostics of a saved model, as a table and JSON.
+
+The checkpoint is loaded with ``torch.load(weights_only=True)`` (tensors and plain data only:
+no arbitrary pickle code runs). The model is rebuilt from the run's ``config.yaml``, the task
+the checkpoint was training is rebuilt from (seed, task), and the probe batch is drawn from the
+seed exactly as the run drew it, so a checkpoint saved at a task end reproduces that task's
+``task_end`` diagnostics.
+
+Usage::
+
+    doc = diagnose("runs/abc/checkpoints/latest.pt")   # or the run directory
+    print(format_report(doc))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import torch
+
+from plasticlab.config import load_config, read_yaml
+from plasticlab.data import load_dataset
+from plasticlab.diagnostics import METRICS, measure, probe_indices
+from plasticlab.envs import build_schedule, steps_per_epoch
+from plasticlab.registry import UserError
+from plasticlab.seeding import derived_seed
+from plasticlab.units import build
+
+CHECKPOINT = Path("checkpoints") / "latest.pt"
+
+
+def locate(checkpoint: str | Path) -> tuple[Path, Path]:
+    """(checkpoint file, run directory) from a run directory or a checkpoint path."""
+    p = Path(checkpoint)
+    if p.is_dir():
+        p = p / CHECKPOINT
+    if not p.is_file():
+        raise UserError(f"checkpoint not found: {p} (pass a run directory or its {CHECKPOINT})")
+    run_dir = p.parent.parent if p.parent.name == "checkpoints" else p.parent
+    return p, run_dir
+
+
+def load_state(path: Path, device: torch.device) -> dict:
+    """The checkpoint dict, loaded safely (weights_only: tensors and plain containers only)."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"checkpoint {path} holds more than tensors and plain data; refusing to unpickle it "
+                        f"(only plasticlab checkpoints are accepted): {first}") from None
+    except (OSError, RuntimeError, EOFError) as e:
+        raise UserError(f"checkpoint {path} cannot be read ({type(e).__name__}); is it a plasticlab checkpoint?") \
+            from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise UserError(f"checkpoint {path} has no 'model' state dict (is it a plasticlab checkpoint?)")
+    return state
+
+
+def task_at(schedule, step: int) -> int:
+    """The task being learned at the last completed step (``step`` steps done)."""
+    last = max(step - 1, 0)
+    for phase in schedule.phases:
+        if phase.start <= last < phase.end:
+            return phase.task
+    return schedule.phases[-1].task if schedule.phases else 0
+
+
+def diagnose(checkpoint: str | Path, *, config: str | Path | None = None, data_root: str | None = None,
+             task: int | None = None, overrides: list[str] | None = None, device: str = "auto",
+             out: str | Path | None = None) -> dict:
+    """Diagnostics of a saved model on its task's probe batch; writes and returns the JSON document.
+
+    Args:
+        checkpoint: a run directory or a checkpoint file (``RUN/checkpoints/latest.pt``).
+        config: the run's config.yaml (default: the one in the run directory).
+        data_root: where the dataset files are (overrides ``data.root``).
+        task: probe this task's inputs (default: the task the checkpoint was training).
+        overrides: ``a.b=v`` changes to the run's config, e.g. ``diagnostics.frozen_tau=0.01`` or
+            ``diagnostics.probe_size=256`` (the model must still fit the checkpoint).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        out: JSON path (default: ``RUN/diagnose.json``).
+    Returns:
+        ``{"checkpoint", "run", "step", "task", "probe_size", train/test measures, diagnostics...,
+        "layers": {...}}``.
+    """
+    path, run_dir = locate(checkpoint)
+    cfg_path = Path(config) if config is not None else run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise UserError(f"no config.yaml next to {path} (expected {cfg_path}); pass the run's config with --config")
+    cfg = load_config(read_yaml(cfg_path), overrides)
+    if data_root is not None:
+        cfg.data.root = str(data_root)
+    if cfg.diagnostics.probe_size < 1:
+        raise UserError(f"diagnostics.probe_size={cfg.diagnostics.probe_size}: must be ≥ 1")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       "cpu" if device == "auto" else device)
+    state = load_state(path, dev)
+
+    family, d = cfg.tasks, cfg.data
+    base = (load_dataset(d.name, root=d.root, samples_per_class=d.samples_per_class,
+                         test_samples_per_class=d.test_samples_per_class, normalize=d.normalize,
+                         seed=cfg.seed, device=dev)
+            if family.uses_data else family.prepare(cfg.seed, dev))
+    with torch.random.fork_rng(devices=[]):  # why: building draws an init we overwrite; keep global RNG as is
+        torch.manual_seed(derived_seed(cfg.seed, "init"))
+        model = cfg.model.build(family.input_shape(base), family.n_outputs(base)).to(dev)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise UserError(f"checkpoint {path} does not fit the model of {cfg_path}: "
+                        f"{str(e).splitlines()[0]}") from None
+
+    n_train = family.n_train(base) if hasattr(family, "n_train") else base.x_train.shape[0]
+    step = int(state.get("step", 0))
+    schedule = build_schedule(cfg.environment, family.count, steps_per_epoch(n_train, cfg.optim.batch_size))
+    t = task_at(schedule, step) if task is None else task
+    if not 0 <= t < family.count:
+        raise UserError(f"--task {t}: the run has tasks 0..{family.count - 1}")
+    current = family.make_task(base, cfg.seed, t)
+    idx = probe_indices(cfg.seed, n_train, cfg.diagnostics.probe_size, dev)
+
+    model.eval()
+    doc = {"checkpoint": str(path), "run": str(run_dir), "step": step, "task": t, "probe_size": idx.numel()}
+    doc.update(family.measure(model, current, cfg.engine.eval_batch_size))
+    doc.update(measure(model, build(model), current.x_train[idx], current.y_train[idx], family.loss,
+                       cfg.diagnostics))
+    target = Path(out) if out is not None else run_dir / "diagnose.json"
+    write_json(target, doc)
+    doc["json"] = str(target)
+    return doc
+
+
+def write_json(path: Path, doc: dict) -> None:
+    """Write ``doc`` atomically (temporary file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def format_report(doc: dict) -> str:
+    """A text table: header, overall metrics (one per line), then one row per unit layer."""
+    lines = [f"checkpoint {doc['checkpoint']}  step {doc['step']}  task {doc['task']}  probe {doc['probe_size']}"]
+    keys = [k for k in ("train_loss", "train_acc", "test_loss", "test_acc", "train_bleu2", "test_bleu2", *METRICS)
+            if k in doc]
+    width = max(len(k) for k in keys)
+    lines += [f"  {k:<{width}}  {_fmt(doc[k])}" for k in keys]
+    layers = doc.get("layers") or {}
+    if layers:
+        cols = list(next(iter(layers.values())))
+        name_w = max(5, *(len(n) for n in layers))
+        col_w = [max(8, len(c)) for c in cols]
+        lines.append("")
+        lines.append(f"  {'layer':<{name_w}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cols, col_w, strict=True)))
+        for name, vals in layers.items():
+            lines.append(f"  {name:<{name_w}}  " +
+                         "  ".join(f"{_fmt(vals[c]):>{w}}" for c, w in zip(cols, col_w, strict=True)))
+    if "json" in doc:
+        lines.append(f"written: {doc['json']}")
+    return "\n".join(lines)

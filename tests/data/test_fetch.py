@@ -1,0 +1,242 @@
+"""fetch / verify / list_rows against files served from file:// URLs; path-safe archive unpacking."""
+
+import dataclasses
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import urllib.request
+import zipfile
+
+import numpy as np
+import pytest
+
+from plasticlab import registry
+from plasticlab.data import fetch as fetch_mod
+from plasticlab.data import read_arrays
+from plasticlab.data.fetch import fetch, list_rows, safe_extract, verify
+from plasticlab.registry import UserError
+
+from .formats import cifar_batch, tar_bytes, write_mnist
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+@pytest.fixture
+def mnist_server(tmp_path, monkeypatch):
+    """Toy MNIST files in ``tmp_path/server``, and the mnist spec pointed at them by file:// URL."""
+    server = tmp_path / "server"
+    write_mnist(server)
+    spec = registry.DATASETS["mnist"]
+    remote = [dataclasses.replace(r, url=(server / r.name).as_uri(), mirrors=(),
+                                  md5=md5((server / r.name).read_bytes())) for r in spec.remote]
+    monkeypatch.setitem(registry.DATASETS, "mnist", dataclasses.replace(spec, remote=remote))
+    return server
+
+
+def test_fetch_downloads_verifies_and_reads(tmp_path, mnist_server):
+    root = tmp_path / "data"
+    folder = fetch("mnist", str(root))
+    assert folder == root / "mnist"
+    assert sorted(os.listdir(folder)) == sorted(p.name for p in mnist_server.iterdir())
+    for p in mnist_server.iterdir():
+        assert (folder / p.name).read_bytes() == p.read_bytes()
+    assert len(read_arrays("mnist", root).y_train) == 50
+    lines = verify("mnist", str(root))
+    assert sum(line.startswith("ok  ") and " md5 " in line for line in lines) == 4
+    assert lines[-1] == "ok  mnist: read 50 train and 30 test examples of shape (1, 28, 28), 10 classes"
+
+
+def test_fetch_skips_intact_files(tmp_path, mnist_server, monkeypatch):
+    root = str(tmp_path / "data")
+    fetch("mnist", root)
+    monkeypatch.setattr(fetch_mod, "download", lambda *a, **k: pytest.fail("downloaded again"))
+    fetch("mnist", root)
+
+
+def test_checksum_mismatch_raises_and_leaves_nothing(tmp_path, mnist_server, monkeypatch):
+    spec = registry.DATASETS["mnist"]
+    bad = [dataclasses.replace(spec.remote[0], md5="0" * 32)] + spec.remote[1:]
+    monkeypatch.setitem(registry.DATASETS, "mnist", dataclasses.replace(spec, remote=bad))
+    with pytest.raises(UserError) as e:
+        fetch("mnist", str(tmp_path / "data"))
+    msg = str(e.value)
+    assert "could not download train-images-idx3-ubyte.gz" in msg
+    assert f"differs from the published {'0' * 32}" in msg and "discarded" in msg
+    assert os.listdir(tmp_path / "data" / "mnist") == []  # no partial or temporary file
+
+
+def test_mirror_used_when_first_url_fails(tmp_path, mnist_server, monkeypatch):
+    spec = registry.DATASETS["mnist"]
+    remote = [dataclasses.replace(r, url=(tmp_path / "nowhere" / r.name).as_uri(), mirrors=(r.url,))
+              for r in spec.remote]
+    monkeypatch.setitem(registry.DATASETS, "mnist", dataclasses.replace(spec, remote=remote))
+    fetch("mnist", str(tmp_path / "data"))
+    assert len(read_arrays("mnist", tmp_path / "data").y_test) == 30
+
+
+def test_interrupted_download_leaves_nothing(tmp_path, mnist_server, monkeypatch):
+    class Broken(io.BytesIO):
+        headers = {"Content-Length": "999999"}
+
+        def read(self, n=-1):
+            if self.tell() > 0:
+                raise ConnectionResetError("connection reset by peer")
+            return super().read(10)
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Broken(b"x" * 100))
+    with pytest.raises(UserError, match="could not download .*connection reset by peer.*check the network"):
+        fetch("mnist", str(tmp_path / "data"))
+    assert os.listdir(tmp_path / "data" / "mnist") == []
+
+
+def test_verify_names_corrupt_file_and_fix(tmp_path, mnist_server):
+    root = tmp_path / "data"
+    fetch("mnist", str(root))
+    p = root / "mnist" / "t10k-images-idx3-ubyte.gz"
+    p.write_bytes(p.read_bytes()[:-10])
+    with pytest.raises(UserError) as e:
+        verify("mnist", str(root))
+    assert f"{p} (md5 " in str(e.value)
+    assert f"plasticlab data fetch mnist --force --root {root}" in str(e.value)
+    fetch("mnist", str(root))  # re-downloads just the corrupt file
+    assert verify("mnist", str(root))[-1].startswith("ok  mnist: read 50 train")
+
+
+def test_verify_missing_and_unchecked(tmp_path):
+    with pytest.raises(UserError, match="missing train-images-idx3-ubyte.gz.*fetch mnist --root"):
+        verify("mnist", str(tmp_path))
+    write_mnist(tmp_path / "mnist", gz=False)
+    lines = verify("mnist", str(tmp_path))
+    assert sum("no published checksum" in line for line in lines) == 4
+
+
+def test_fetch_tar_extracts_and_removes_archive(tmp_path, monkeypatch):
+    batches = {f"data_batch_{i}": cifar_batch(i, 3, 10, b"labels") for i in range(1, 6)}
+    batches["test_batch"] = cifar_batch(7, 2, 10, b"labels")
+    members = {f"cifar-10-batches-py/{k}": pickle.dumps(v, protocol=2) for k, v in batches.items()}
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(tar_bytes(members))
+    spec = registry.DATASETS["cifar10"]
+    remote = dataclasses.replace(spec.remote[0], url=archive.as_uri(), md5=md5(archive.read_bytes()))
+    patched = dataclasses.replace(spec, remote=[remote], checksums={k: md5(v) for k, v in members.items()})
+    monkeypatch.setitem(registry.DATASETS, "cifar10", patched)
+    root = tmp_path / "data"
+    folder = fetch("cifar10", str(root))
+    assert os.listdir(folder) == ["cifar-10-batches-py"]  # archive deleted, no temporary directory left
+    arr = read_arrays("cifar10", root)
+    assert arr.y_train.tolist() == sum((batches[f"data_batch_{i}"][b"labels"] for i in range(1, 6)), [])
+    assert sum(" md5 " in line for line in verify("cifar10", str(root))) == 6
+    (folder / "cifar-10-batches-py" / "test_batch").write_bytes(b"junk")
+    with pytest.raises(UserError, match="test_batch .*fetch cifar10 --force"):
+        verify("cifar10", str(root))
+    fetch("cifar10", str(root), force=True)
+    assert len(read_arrays("cifar10", root).y_test) == 2
+
+
+def test_archive_placed_by_hand_is_reused(tmp_path, monkeypatch):
+    members = {f"cifar-100-python/{k}": pickle.dumps(cifar_batch(1, 2, 100, b"fine_labels")) for k in ("train", "test")}
+    data = tar_bytes(members)
+    spec = registry.DATASETS["cifar100"]
+    remote = dataclasses.replace(spec.remote[0], url="file:///nonexistent.tar.gz", md5=md5(data))
+    monkeypatch.setitem(registry.DATASETS, "cifar100", dataclasses.replace(spec, remote=[remote], checksums={}))
+    (tmp_path / "cifar100").mkdir()
+    (tmp_path / "cifar100" / "cifar-100-python.tar.gz").write_bytes(data)
+    monkeypatch.setattr(fetch_mod, "download", lambda *a, **k: pytest.fail("downloaded"))
+    fetch("cifar100", str(tmp_path))
+    assert os.listdir(tmp_path / "cifar100") == ["cifar-100-python"]
+    assert read_arrays("cifar100", tmp_path).classes == 100
+
+
+def test_cifar_spec_checksums_are_the_published_ones():
+    spec = registry.DATASETS["cifar10"]
+    assert spec.remote[0].md5 == "c58f30108f718f92721af3b95e74349a" and spec.remote[0].extract
+    assert spec.checksums["cifar-10-batches-py/test_batch"] == "40351d587109b95175f43aff81a1287e"
+    assert registry.DATASETS["cifar100"].remote[0].md5 == "eb9058c3a382ffc7106e4002c42a8d85"
+    assert registry.DATASETS["emnist-letters"].remote[0].md5 == "58c8d27c78d21e728a6bc7b3cc06412e"
+
+
+@pytest.mark.parametrize("members, links, bad", [
+    ({"ok.txt": b"1", "../evil.txt": b"x"}, None, "'../evil.txt' has a '..' component"),
+    ({"a/../../evil.txt": b"x"}, None, "a '..' component"),
+    ({"/tmp/evil.txt": b"x"}, None, "an absolute path"),
+    ({"d/f": b"1"}, {"d/link": ("../../etc/passwd", tarfile.SYMTYPE)}, "a link to '../../etc/passwd'"),
+    ({"d/f": b"1"}, {"d/link": ("/etc/passwd", tarfile.SYMTYPE)}, "outside the archive"),
+    ({"d/f": b"1"}, {"d/hard": ("../x", tarfile.LNKTYPE)}, "outside the archive"),
+    ({"d/f": b"1"}, {"d/fifo": ("", tarfile.FIFOTYPE)}, "a device or special file"),
+])
+def test_tar_unsafe_members_refused(tmp_path, members, links, bad):
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(tar_bytes(members, links))
+    dest = tmp_path / "out" / "inner"
+    dest.mkdir(parents=True)
+    with pytest.raises(UserError, match=f"refusing to unpack .*{bad}"):
+        safe_extract(archive, dest)
+    assert os.listdir(dest) == [] and sorted(os.listdir(tmp_path / "out")) == ["inner"]
+
+
+def test_tar_link_inside_archive_allowed(tmp_path):
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(tar_bytes({"d/f": b"hello"}, {"d/sub/link": ("../f", tarfile.SYMTYPE)}))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    assert safe_extract(archive, dest) == ["d"]
+    assert (dest / "d" / "sub" / "link").read_bytes() == b"hello"
+
+
+@pytest.mark.parametrize("name, bad", [("../evil.txt", "a '..' component"), ("/abs.txt", "an absolute path"),
+                                       ("C:/win.txt", "an absolute path")])
+def test_zip_unsafe_members_refused(tmp_path, name, bad):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("fine.txt", b"1")
+        zf.writestr(name, b"x")
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(UserError, match=f"member '{name}' has {bad}"):
+        safe_extract(archive, dest)
+    assert os.listdir(dest) == []
+
+
+def test_zip_symlink_refused_and_plain_zip_unpacked(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("gzip/x.gz", b"data")
+        info = zipfile.ZipInfo("gzip/link")
+        info.external_attr = 0o120777 << 16
+        zf.writestr(info, "/etc/passwd")
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(UserError, match="'gzip/link' has a symbolic link"):
+        safe_extract(archive, dest)
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("gzip/x.gz", b"data")
+    assert safe_extract(archive, dest) == ["gzip"] and (dest / "gzip" / "x.gz").read_bytes() == b"data"
+
+
+def test_not_an_archive(tmp_path):
+    (tmp_path / "a.tar.gz").write_bytes(b"\x1f\x8b junk")
+    with pytest.raises(UserError, match="neither a zip nor a tar archive|cannot unpack"):
+        safe_extract(tmp_path / "a.tar.gz", tmp_path)
+
+
+def test_list_rows(tmp_path):
+    write_mnist(tmp_path / "mnist")
+    rows = {r["name"]: r for r in list_rows(str(tmp_path))}
+    assert set(rows) >= {"digits", "mnist", "fashion-mnist", "kmnist", "emnist-balanced", "emnist-letters",
+                         "emnist-digits", "cifar10", "cifar100"}
+    assert rows["digits"]["status"] == "embedded" and rows["digits"]["path"] == ""
+    assert rows["mnist"] == {"name": "mnist", "status": "present", "path": str(tmp_path / "mnist"),
+                             "description": registry.DATASETS["mnist"].description}
+    assert rows["cifar10"]["status"] == "missing"
+    assert all(set(r) == {"name", "status", "path", "description"} for r in rows.values())
+
+
+def test_embedded_needs_no_fetch(tmp_path, monkeypatch):
+    monkeypatch.setattr(fetch_mod, "download", lambda *a, **k: pytest.fail("downloaded"))
+    fetch("digits", str(tmp_path))
+    assert verify("digits", str(tmp_path))[0].startswith("ok  digits")
+    assert not np.any([p.exists() for p in tmp_path.iterdir()])

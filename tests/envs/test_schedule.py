@@ -1,0 +1,57 @@
+import pytest
+
+from plasticlab.config import EnvironmentConfig, TransitionConfig
+from plasticlab.envs.schedule import alpha_grid, build_schedule, split_steps
+
+
+def env(kind, E=4.0, k=2.0, delta=0.25, matched=True):
+    return EnvironmentConfig(kind=kind, epochs_per_task=E, transition=TransitionConfig(length=k, step=delta),
+                             compute_matched=matched)
+
+
+def test_alpha_grid():
+    assert alpha_grid(0.5) == [0.5]
+    assert alpha_grid(0.25) == [0.25, 0.5, 0.75]
+    assert alpha_grid(0.05) == pytest.approx([0.05 * j for j in range(1, 20)])
+    assert len(alpha_grid(0.02)) == 49
+
+
+def test_split_steps_sums_exactly():
+    for total in (0, 1, 7, 100, 101):
+        for parts in (1, 3, 19):
+            s = split_steps(total, parts)
+            assert sum(s) == total and max(s) - min(s) <= 1
+
+
+@pytest.mark.parametrize("E, k, delta, spe",
+                         [(4, 2, 0.25, 10), (80, 2, 0.5, 80), (3.5, 1.5, 0.05, 7), (1, 0.5, 0.1, 3)])
+def test_gradual_and_abrupt_use_equal_steps(E, k, delta, spe):
+    totals = set()
+    for kind in ("abrupt", "input-interpolation", "output-interpolation", "task-sampling"):
+        s = build_schedule(env(kind, E, k, delta), 5, spe)
+        totals.add(s.total_steps)
+        for t in range(5):  # every task gets (1+k)·E epochs of compute, to the step
+            n = sum(p.steps for p in s.phases if p.task == t)
+            assert n == round(E * spe) + round(k * E * spe)
+    assert len(totals) == 1
+
+
+def test_transition_phases_and_alpha_order():
+    s = build_schedule(env("task-sampling", E=4, k=2, delta=0.25), 3, 10)
+    kinds = [(p.task, p.kind, p.alpha, p.steps) for p in s.phases]
+    assert kinds[0] == (0, "task", None, 120)
+    assert kinds[1:5] == [(1, "transition", 0.25, 26), (1, "transition", 0.5, 27), (1, "transition", 0.75, 27),
+                          (1, "task", None, 40)]
+    assert s.phases[1].old == 0
+    # phases tile the step range with no gap
+    assert all(a.end == b.start for a, b in zip(s.phases, s.phases[1:], strict=False))
+
+
+def test_not_compute_matched_abrupt_gets_E():
+    s = build_schedule(env("abrupt", E=2, matched=False), 3, 5)
+    assert [p.steps for p in s.phases] == [10, 10, 10]
+
+
+def test_fractional_epochs_counted_in_steps():
+    s = build_schedule(env("abrupt", E=0.5, k=0.0), 2, 7)
+    assert [p.steps for p in s.phases] == [4, 4]

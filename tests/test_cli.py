@@ -1,0 +1,58 @@
+"""CLI end to end, through a subprocess as a user runs it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "plasticlab", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=300)
+
+
+def test_run_end_to_end(tmp_path, tiny):
+    sets = [x for s in tiny for x in ("--set", s)]
+    r = cli("run", *sets, "--out", str(tmp_path / "run"))
+    assert r.returncode == 0, r.stderr
+    assert "run done" in r.stdout and "train_acc" in r.stdout
+    for f in ("config.yaml", "provenance.json", "metrics.jsonl", "checkpoints/latest.pt"):
+        assert (tmp_path / "run" / f).exists()
+
+
+def test_config_error_exits_2_and_writes_nothing(tmp_path):
+    r = cli("run", "--set", "optim.lr=fast", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "optim.lr" in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_missing_dataset_exits_2_with_fetch_hint(tmp_path):
+    r = cli("run", "--set", "data.name=mnist", "--set", f"data.root={tmp_path}", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2
+    line = r.stderr.strip()
+    assert "\n" not in line and "plasticlab data fetch mnist" in line and str(tmp_path) in line
+    assert not (tmp_path / "x").exists()
+
+
+def test_bad_config_path_and_non_empty_out(tmp_path):
+    r = cli("run", str(tmp_path / "nope.yaml"))
+    assert r.returncode == 2 and "config file not found" in r.stderr
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "f").write_text("x")
+    r = cli("run", "--out", str(tmp_path / "full"))
+    assert r.returncode == 2 and "not empty" in r.stderr
+
+
+def test_dry_run_prints_schedule():
+    r = cli("run", "--dry-run", "--set", "tasks.count=2", "--set", "environment.kind=task-sampling")
+    assert r.returncode == 0
+    assert "transition" in r.stdout and "total steps" in r.stdout
+
+
+def test_data_list():
+    r = cli("data", "list")
+    assert r.returncode == 0 and "digits" in r.stdout and "embedded" in r.stdout
