@@ -137,6 +137,28 @@ class T5Seq2Seq(nn.Module):
         m = (x != PAD).unsqueeze(-1).to(hidden.dtype)
         return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
 
+    def sensitivity_inputs(self, x: torch.Tensor, y: torch.Tensor):
+        """(z, fn) for input sensitivity with respect to the input embeddings (docs/diagnostics.md).
+
+        z (B, L_in·d_model + L_in + L_out) packs each example's input embeddings with two
+        constants: its key mask and its decoder input ids; fn(z) = teacher-forced logits
+        (B, L_out, V). fn reads the constants through non-differentiable ops, so ∂fn/∂z is zero
+        there and ‖∂fn/∂z‖_F = ‖∂logits/∂embeddings‖_F.
+        # why: the diagnostics call fn on chunks and (vmapped) single rows of z, so everything an
+        # example needs must travel inside its own row."""
+        n_in, d = x.shape[1], self.config.d_model
+        dec_in = torch.cat([torch.full_like(y[:, :1], BOS), y[:, :-1]], dim=1)
+        z = torch.cat([self.t5.shared(x).detach().flatten(1), (x != PAD).float(), dec_in.float()], dim=1)
+
+        def fn(z: torch.Tensor) -> torch.Tensor:
+            emb = z[:, : n_in * d].reshape(z.shape[0], n_in, d)
+            keep = z[:, n_in * d : n_in * (d + 1)].detach() > 0.5
+            dec = z[:, n_in * (d + 1) :].detach().round().long()
+            mask = torch.where(keep, 0.0, torch.finfo(torch.float32).min)[:, None, None, :]
+            return self.t5(inputs_embeds=emb, attention_mask=mask, decoder_input_ids=dec, use_cache=False).logits
+
+        return z, fn
+
     def feed_forwards(self) -> list[tuple[str, nn.Module]]:
         """(name, T5DenseActDense) of every encoder block, then every decoder block."""
         enc = [(f"encoder.{i}.ff", blk.layer[-1].DenseReluDense) for i, blk in enumerate(self.t5.encoder.block)]

@@ -19,7 +19,7 @@ def config(family: dict, kind: str) -> dict:
             "model": {"name": "t5", "d_model": 32, "d_ff": 64, "heads": 4},
             "environment": {"kind": kind, "epochs_per_task": 1, "transition": {"length": 1.0, "step": 0.5}},
             "optim": {"name": "adamw", "lr": 1e-3, "batch_size": 16},
-            "diagnostics": {"every": "never"}, "engine": {"device": "cpu", "threads": 1}}
+            "diagnostics": {"every": "task", "probe_size": 16}, "engine": {"device": "cpu", "threads": 1}}
 
 
 @pytest.mark.parametrize("kind", ["abrupt", "task-sampling"])
@@ -30,6 +30,7 @@ def test_cipher_runs_in_both_environments(tmp_path, kind):
     for r in ends:
         assert all(r[m] is not None for m in MEASURES)
         assert 0 <= r["test_bleu2"] <= 1 and 0 <= r["test_acc"] <= 1 and r["test_loss"] > 0
+        assert r["input_sensitivity"] > 0 and set(r["layers"]) == {"encoder.0.ff", "decoder.0.ff"}
     # 64 pairs / batch 16 = 4 steps per epoch; compute-matched: (1 + k)·E = 2 epochs per task
     steps = [r["steps"] for r in rows(d, "phase")]
     assert sum(steps) == 16

@@ -98,3 +98,32 @@ def test_loss_and_backward_never_sync(monkeypatch):
     (loss * 1.0).backward()
     monkeypatch.undo()
     assert int(n) == 12 and model.t5.lm_head.weight.grad is not None
+
+
+def test_sensitivity_inputs_are_the_input_embeddings():
+    from torch.autograd.functional import jacobian
+
+    from plasticlab.diagnostics.sensitivity import jacobian_sq_norms
+
+    model = tiny()
+    x, y = batch()
+    z, fn = model.sensitivity_inputs(x, y)
+    assert torch.allclose(fn(z), model(x, y), atol=1e-5)
+    exact = jacobian_sq_norms(fn, z, mode="exact")
+    # example 1 alone, differentiating the logits by its input embeddings directly
+    emb = model.t5.shared(x[1:2]).detach()
+    dec = torch.cat([torch.full_like(y[1:2, :1], tok.BOS), y[1:2, :-1]], 1)
+    mask = torch.where(x[1:2] != tok.PAD, 0.0, torch.finfo(torch.float32).min)[:, None, None, :]
+    jac = jacobian(lambda e: model.t5(inputs_embeds=e, attention_mask=mask, decoder_input_ids=dec).logits, emb)
+    assert exact[1].item() == pytest.approx(jac.pow(2).sum().item(), rel=1e-4)
+
+
+def test_diagnostics_run_on_t5():
+    from plasticlab import diagnostics
+    from plasticlab.config import DiagnosticsConfig
+
+    model = tiny()
+    x, y = batch()
+    out = diagnostics.measure(model, model.unit_layers(), x, y, seq2seq_loss, DiagnosticsConfig())
+    assert set(out["layers"]) == {"encoder.0.ff", "decoder.0.ff"}
+    assert out["input_sensitivity"] > 0 and 0 <= out["dormant_fraction"] <= 1 and out["effective_rank"] >= 1
