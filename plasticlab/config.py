@@ -326,6 +326,10 @@ def validate_run(cfg: RunConfig) -> None:
         raise UserError("config: optim.lr: must be > 0")
     if cfg.environment.epochs_per_task <= 0:
         raise UserError("config: environment.epochs_per_task: must be > 0")
+    models = getattr(cfg.tasks, "models", None)
+    if models is not None and cfg.model.name not in models:
+        raise UserError(f"config: model.name={cfg.model.name} does not fit tasks.family={cfg.tasks.family} "
+                        f"(models that fit: {', '.join(models)})")
     kinds = getattr(cfg.tasks, "kinds", ())
     if cfg.environment.kind not in kinds:
         raise UserError(
@@ -347,8 +351,18 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def set_dotted(raw: dict, key: str, value: Any) -> None:
-    """Set ``raw[a][b] = value`` for ``key = "a.b"``, creating mappings on the way."""
+    """Set ``raw[a][b] = value`` for ``key = "a.b"``, creating mappings on the way.
+
+    Changing a component's tag (``model.name``, ``tasks.family``, ``method.name``) replaces its
+    section with ``{tag: value}``, so the old component's options do not leak into the new one.
+    """
     parts = key.split(".")
+    tags = {name: tag for name, (_, tag) in _TAGGED.items()} | {"method": "name"}
+    if len(parts) == 2 and tags.get(parts[0]) == parts[1]:
+        section = raw.get(parts[0])
+        if not isinstance(section, dict) or section.get(parts[1]) != value:
+            raw[parts[0]] = {parts[1]: value}
+        return
     node = raw
     for i, p in enumerate(parts[:-1]):
         child = node.get(p)

@@ -69,3 +69,12 @@ def test_per_entry_step_selects_entry_adam():
     assert isinstance(s.optimizer, EntryAdam)
     with pytest.raises(UserError, match="only for adam/adamw"):
         load_config(None, ["optim.per_entry_step=true", "optim.name=sgd"])
+
+
+def test_changing_a_tag_drops_the_old_components_options():
+    cfg = load_config(None, ["model.name=cnn"])
+    assert cfg.model.name == "cnn"
+    cfg = load_config(None, ["method.name=redo", "method.tau=0.2"])
+    assert cfg.method[0].tau == 0.2
+    with pytest.raises(UserError, match="models that fit: t5"):
+        load_config(None, ["tasks.family=bigram-cipher", "environment.kind=abrupt"])

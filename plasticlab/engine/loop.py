@@ -149,7 +149,8 @@ def train_step(s: Setup, x: torch.Tensor, target: torch.Tensor, step: int, acc: 
     for m in s.methods:
         if step % m.every == 0:
             m.after_step(step, x)
-    acc += torch.stack([loss.detach().float() * n, correct.float(), torch.tensor(float(n), device=acc.device)])
+    n = n if torch.is_tensor(n) else torch.tensor(float(n), device=acc.device)  # token families count on device
+    acc += torch.stack([loss.detach().float() * n, correct.float(), n.float()])
 
 
 def batch_indices(s: Setup, step: int, cache: dict) -> torch.Tensor:
