@@ -3,7 +3,7 @@
 import math
 
 import torch
-from methods_driver import Driver, conv_builder, ff_builder, mlp_builder, snapshot
+from tests.methods.methods_driver import Driver, conv_builder, ff_builder, mlp_builder, snapshot
 
 from plasticlab.methods.cbp import CBP, outgoing_magnitude
 

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 import torch
-from methods_driver import BUSY, NAMES, Driver
+from tests.methods.methods_driver import BUSY, NAMES, Driver
 
 from plasticlab import registry
 from plasticlab.config import load_config, to_dict

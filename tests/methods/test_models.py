@@ -6,7 +6,7 @@ import io
 import pytest
 import torch
 import yaml
-from methods_driver import BUSY, NAMES
+from tests.methods.methods_driver import BUSY, NAMES
 
 from plasticlab import registry
 from plasticlab.api import resolve

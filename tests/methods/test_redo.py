@@ -1,7 +1,7 @@
 """ReDo on planted dormant units: exactly their entries change, as the definition says."""
 
 import torch
-from methods_driver import Driver, conv_builder, ff_builder, mlp_builder, snapshot
+from tests.methods.methods_driver import Driver, conv_builder, ff_builder, mlp_builder, snapshot
 
 from plasticlab.methods.common import lowest_mask
 from plasticlab.methods.redo import ReDo, dormant_mask, redo_scores

@@ -1,7 +1,7 @@
 """l2, l2-init and spectral: gradients equal the analytic ones; spectral pulls σ_max to its target."""
 
 import torch
-from methods_driver import Driver, mlp_builder
+from tests.methods.methods_driver import Driver, mlp_builder
 
 from plasticlab.methods.l2 import L2
 from plasticlab.methods.l2_init import L2Init

@@ -1,7 +1,7 @@
 """reset-frozen touches only mutually frozen units; head-reset and full-reset re-initialise."""
 
 import torch
-from methods_driver import Driver, snapshot
+from tests.methods.methods_driver import Driver, snapshot
 
 from plasticlab.diagnostics.frozen import frozen_mask
 from plasticlab.methods.full_reset import FullReset

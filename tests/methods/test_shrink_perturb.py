@@ -1,7 +1,7 @@
 """Shrink & Perturb equals θ ← s·θ + σ·ε under the method's derived generator."""
 
 import torch
-from methods_driver import Driver
+from tests.methods.methods_driver import Driver
 
 from plasticlab.methods.common import whole_tensor_inits
 from plasticlab.methods.shrink_perturb import ShrinkPerturb

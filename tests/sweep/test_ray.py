@@ -6,14 +6,14 @@ import csv
 import json
 
 import pytest
-import sweep_fakes as fakes
+from tests.sweep import sweep_fakes as fakes
 
 from plasticlab.sweep import run_sweep
 from plasticlab.sweep.executors import connect
 
 ray = pytest.importorskip("ray")
 
-RUNNER = "sweep_fakes:fake_run"
+RUNNER = "tests.sweep.sweep_fakes:fake_run"
 
 
 @pytest.fixture(scope="module")
