@@ -21,6 +21,9 @@ from collections.abc import Callable
 
 import torch
 
+BACKEND = "inductor"
+"""torch.compile backend. # why: tests swap in "aot_eager" to check tracing without a C++ build."""
+
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     """The step's precision context: bf16 autocast on ``device`` or nothing (fp32)."""
@@ -44,7 +47,7 @@ def maybe_compile(fn: Callable, enabled: bool, what: str = "training step") -> C
     if not enabled:
         return fn
     try:
-        compiled = torch.compile(fn, dynamic=False)
+        compiled = torch.compile(fn, dynamic=False, backend=BACKEND)
     except Exception as e:  # why: torch.compile refuses some platforms/Python builds up front
         notice(f"engine.compile: cannot compile the {what} here ({_first_line(e)}); running eagerly")
         return fn
