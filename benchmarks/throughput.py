@@ -43,6 +43,8 @@ MNIST = {"name": "random-mnist", "classes": 10, "train": 512, "test": 100, "step
 
 def register_random(spec: dict) -> None:
     """Register ``spec["name"]``: uniform random 28×28 uint8 images, ``train``/``test`` per class."""
+    import plasticlab.data  # noqa: F401  (the real datasets first: a benchmark never shadows one)
+
     if spec["name"] in registry.DATASETS:
         return
 
@@ -126,7 +128,7 @@ class PlainLoop:
 
 def engine_overrides(spec: dict, batch: int, steps: int, *extra: str) -> list[str]:
     """A one-task run of exactly ``steps`` optimiser steps on ``spec``'s random data."""
-    per_epoch = spec["classes"] * spec["train"] // batch
+    per_epoch = spec["classes"] * spec.get("train", 0) // batch or 1437 // batch  # why: digits has 1,437 images
     family = "permuted-pixels" if spec is EMNIST else "random-labels"
     return [f"data.name={spec['name']}", f"tasks.family={family}", "tasks.count=1", f"optim.batch_size={batch}",
             f"environment.epochs_per_task={steps / per_epoch}", "environment.compute_matched=false",
@@ -138,8 +140,8 @@ class EngineRun:
 
     A round runs the task's steps and its task end (measures on the whole training and test sets,
     diagnostics at the default cadence); the progress stamp of the last epoch row splits the two.
-    Construction builds the run and warms it up (with ``engine.compile``: compiles), timed as
-    ``warm``.
+    Construction builds the run and takes three warm-up steps (with ``engine.compile``: compiles),
+    timed as ``warm``.
     """
 
     def __init__(self, spec: dict, batch: int, steps: int, device: torch.device, *extra: str):
@@ -147,9 +149,12 @@ class EngineRun:
         self.device = device
         self.cfg = resolve(None, engine_overrides(spec, batch, steps, *extra))
         t = time.perf_counter()
-        self.setup = loop.setup(self.cfg, device)
-        warm = resolve(None, engine_overrides(spec, batch, 3, *extra, "diagnostics.every=never"))
-        loop.run(warm, lambda r: None, prepared=loop.setup(warm, device))
+        self.setup = s = loop.setup(self.cfg, device)
+        task, acc, cache = s.task(0), torch.zeros(3, device=device), {}
+        for step in range(3):  # optimiser state, the task's tensors, compilation
+            loop.train_step(s, *s.env.batch(s.schedule.phases[0], None, task, loop.batch_indices(s, step, cache)),
+                            step, acc)
+        sync(device)
         self.warm = time.perf_counter() - t
 
     def round(self) -> dict:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.adam import adam
 
 from plasticlab.config import RunConfig, to_dict
 from plasticlab.data import load_dataset
@@ -224,6 +225,44 @@ def packed_loss(net: PackedMLP, x: torch.Tensor, target: torch.Tensor, capture: 
     return loss, correct, acts
 
 
+def mergeable(opt: torch.optim.Optimizer) -> bool:
+    """Adam/AdamW on fused kernels with plain options: its step can join a merged fused call."""
+    return type(opt) in (torch.optim.Adam, torch.optim.AdamW) and all(
+        g["fused"] and not (g["amsgrad"] or g["maximize"] or g["capturable"] or g["differentiable"])
+        and not torch.is_tensor(g["lr"]) for g in opt.param_groups)
+
+
+@torch.no_grad()
+def step_optimizers(optimizers: list[torch.optim.Optimizer]) -> None:
+    """Every member's optimiser step, with one fused kernel call per group of equal hyper-parameters.
+
+    The fused Adam kernel updates each tensor from its own parameter, gradient, moments and step
+    count, so merging members' tensors into one call is exactly each member's own ``step()``
+    (K Python calls and kernel launches become one). A member whose optimiser cannot be merged,
+    or whose state is not yet built (step 0, or just dropped by a method), calls ``step()``.
+    """
+    merged: dict[tuple, tuple[list, list, list, list, list]] = {}
+    for opt in optimizers:
+        if not mergeable(opt) or any(p.grad is not None and "exp_avg" not in opt.state.get(p, {})
+                                     for g in opt.param_groups for p in g["params"]):
+            opt.step()
+            continue
+        for g in opt.param_groups:
+            key = (g["lr"], tuple(g["betas"]), g["eps"], g["weight_decay"], g["decoupled_weight_decay"])
+            ps, gs, ms, vs, steps = merged.setdefault(key, ([], [], [], [], []))
+            for p in g["params"]:
+                if p.grad is not None:
+                    st = opt.state[p]
+                    ps.append(p)
+                    gs.append(p.grad)
+                    ms.append(st["exp_avg"])
+                    vs.append(st["exp_avg_sq"])
+                    steps.append(st["step"])
+    for (lr, (b1, b2), eps, wd, decoupled), (ps, gs, ms, vs, steps) in merged.items():
+        adam(ps, gs, ms, vs, [], steps, foreach=False, fused=True, decoupled_weight_decay=decoupled, amsgrad=False,
+             beta1=b1, beta2=b2, lr=lr, weight_decay=wd, eps=eps, maximize=False)
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -307,8 +346,7 @@ def packed_step(p: Pack, x: torch.Tensor, target: torch.Tensor, step: int, acc: 
     p.net.zero_grad()
     total.backward()
     p.net.collect_grads()
-    for s in ms:
-        s.optimizer.step()
+    step_optimizers([s.optimizer for s in ms])
     for i, a in enumerate(acts):
         for k, s in enumerate(ms):
             s.ctx.activations[i] = a[k]

@@ -11,6 +11,8 @@ import plasticlab
 from plasticlab import registry
 from plasticlab.api import resolve
 from plasticlab.engine import loop, packed
+from plasticlab.packing import run_packed as run_packed_dirs
+from plasticlab.registry import UserError
 from plasticlab.store import MetricsWriter
 
 TINY = ["model.hidden=[32, 32]", "tasks.count=2", "environment.epochs_per_task=2", "optim.batch_size=100",
@@ -156,3 +158,40 @@ def test_checkpoints_resume_a_pack_exactly(tmp_path):
         n = len(full[k]) - len(rest[k])
         assert full[k][n - 1]["event"] == "task_end" and full[k][n - 1]["task"] == 0
         close(full[k][n:], rest[k], rel=1e-6)
+
+
+def test_packing_api_writes_run_directories_like_separate_runs(tmp_path):
+    cfgs = [resolve(None, TINY + m) for m in MEMBERS]
+    dirs = run_packed_dirs(cfgs, outs=[tmp_path / f"p{k}" for k in range(3)])
+    for k, d in enumerate(dirs):
+        alone = plasticlab.run(cfgs[k], out=tmp_path / f"a{k}")
+        assert (d / "config.yaml").read_text() == (alone / "config.yaml").read_text()
+        close(rows_of(alone), rows_of(d))
+        prov = json.loads((d / "provenance.json").read_text())
+        assert prov["status"] == "done" and prov["packed"] == 3
+        assert plasticlab.run(None, out=d, resume=True) == d  # a finished member stays as it is
+
+
+def test_packing_api_resumes_after_an_interruption(tmp_path):
+    cfgs = [resolve(None, TINY + m) for m in MEMBERS[:2]]
+    whole = run_packed_dirs(cfgs, outs=[tmp_path / f"w{k}" for k in range(2)])
+
+    def stop(step, total, task):
+        if task == 1 and step > total - 20:
+            raise KeyboardInterrupt
+
+    outs = [tmp_path / f"r{k}" for k in range(2)]
+    with pytest.raises(KeyboardInterrupt):
+        run_packed_dirs(cfgs, outs=outs, progress=stop)
+    assert json.loads((outs[0] / "provenance.json").read_text())["status"] == "failed"
+    run_packed_dirs(None, outs=outs, resume=True)
+    for a, b in zip(whole, outs, strict=True):
+        close(rows_of(a), rows_of(b), rel=1e-6)
+        assert json.loads((b / "provenance.json").read_text())["status"] == "done"
+
+
+def test_packing_api_refuses_incompatible_configs_before_writing(tmp_path):
+    cfgs = [resolve(None, TINY), resolve(None, TINY + ["optim.batch_size=50"])]
+    with pytest.raises(UserError, match="cannot pack"):
+        run_packed_dirs(cfgs, outs=[tmp_path / "x", tmp_path / "y"])
+    assert not (tmp_path / "x").exists()
