@@ -9,6 +9,8 @@ Python API (mirrors the CLI)::
 
 __version__ = "0.1.0"
 
+# why: importing the component packages fills the registries that config validation reads.
+from plasticlab import data, envs, methods, models, tasks  # noqa: E402, F401
 from plasticlab.api import run  # noqa: E402
 from plasticlab.config import load_config  # noqa: E402
 from plasticlab.store import read_metrics  # noqa: E402

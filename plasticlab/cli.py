@@ -88,6 +88,48 @@ def cmd_data(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(a: argparse.Namespace) -> int:
+    from plasticlab import recipes
+    from plasticlab.sweep import read_status_table, run_sweep
+
+    options = dict(executor=a.executor, workers=a.workers, address=a.address, out=a.out,
+                   cpus_per_run=a.cpus_per_run, gpus_per_run=a.gpus_per_run, max_retries=a.max_retries,
+                   retry_failed=not a.no_retry_failed, progress=not a.quiet)
+    name = recipes.parse_ref(a.sweep)
+    if name is not None:
+        root = recipes.run(name, profile=a.profile, report=a.report, **options)
+    else:
+        root = run_sweep(a.sweep, **options)
+        if a.report:
+            from plasticlab.report import make_report
+
+            make_report(root)
+    print(f"sweep: {root}")
+    if (root / "report" / "report.html").exists():
+        print(f"report: {root / 'report' / 'report.html'}")
+    return 0 if all(r["status"] in ("done", "diverged") for r in read_status_table(root)) else 1
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from plasticlab.report import make_report
+
+    print(f"report: {make_report(a.dir, a.out)}")
+    return 0
+
+
+def cmd_recipes(a: argparse.Namespace) -> int:
+    from plasticlab import recipes
+
+    if a.action == "list":
+        for name, desc in recipes.listing():
+            print(f"{name:<28} {desc}")
+        return 0
+    if not a.name:
+        raise UserError("plasticlab recipes show needs a recipe NAME (see `plasticlab recipes list`)")
+    print(recipes.show(a.name), end="")
+    return 0
+
+
 def cmd_diagnose(a: argparse.Namespace) -> int:
     from plasticlab.diagnostics.report import diagnose, format_report
 
@@ -115,6 +157,26 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar or table")
     r.set_defaults(fn=cmd_run)
 
+    w = sub.add_parser("sweep", help="many runs from a grid (base, grid, seeds); re-run to resume")
+    w.add_argument("sweep", help="sweep file, or recipe:NAME for a packaged recipe")
+    w.add_argument("--executor", choices=["local", "process", "ray"], default="local")
+    w.add_argument("--workers", type=int, help="process pool size / CPUs of a local Ray (default: all cores)")
+    w.add_argument("--address", help="Ray cluster to join (ray only): auto or HOST:PORT")
+    w.add_argument("--out", help="sweep directory (default: sweeps/<sweep file name>)")
+    w.add_argument("--cpus-per-run", type=float, default=1)
+    w.add_argument("--gpus-per-run", type=float, default=0)
+    w.add_argument("--max-retries", type=int, default=1, help="Ray retries of a failed run")
+    w.add_argument("--no-retry-failed", action="store_true", help="leave runs that failed before")
+    w.add_argument("--profile", default="quick", help="recipe profile: quick (CPU, minutes) or paper")
+    w.add_argument("--report", action="store_true", help="write the report when the sweep ends")
+    w.add_argument("--quiet", action="store_true")
+    w.set_defaults(fn=cmd_sweep)
+
+    rp = sub.add_parser("report", help="tables (mean ± 95% CI over seeds) and plots for a run or a sweep")
+    rp.add_argument("dir", help="a run directory or a sweep directory")
+    rp.add_argument("--out", help="report directory (default: DIR/report)")
+    rp.set_defaults(fn=cmd_report)
+
     g = sub.add_parser("diagnose", help="plasticity diagnostics of a saved model (table + JSON)")
     g.add_argument("checkpoint", help="run directory or RUN/checkpoints/latest.pt")
     g.add_argument("--data", metavar="DIR", help="dataset directory (overrides data.root of the run's config)")
@@ -125,6 +187,15 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     g.add_argument("--out", help="JSON path (default: RUN/diagnose.json)")
     g.set_defaults(fn=cmd_diagnose)
+
+    c = sub.add_parser("recipes", help="the packaged experiment recipes: list, show NAME")
+    c.add_argument("action", choices=["list", "show"])
+    c.add_argument("name", nargs="?")
+    c.set_defaults(fn=cmd_recipes)
+
+    from plasticlab.transfer.cli import add_transfer_parser
+
+    add_transfer_parser(sub)
 
     d = sub.add_parser("data", help="datasets: list what is present, fetch with checksum, verify")
     d.add_argument("action", choices=["list", "fetch", "verify"])
@@ -143,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"plasticlab: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("plasticlab: interrupted (resume with --resume)", file=sys.stderr)
+        again = "re-run the same command" if args.command == "sweep" else "plasticlab run --resume DIR"
+        print(f"plasticlab: interrupted; to continue, {again}", file=sys.stderr)
         return 130
 
 

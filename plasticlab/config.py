@@ -90,6 +90,9 @@ class OptimConfig:
     """SGD momentum."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1.0e-8
+    per_entry_step: bool = False
+    """adam/adamw only: keep Adam's step count per entry, so entries a method re-initialises
+    restart their bias correction (plasticlab.methods.entry_adam, as Dohare et al. do)."""
 
 
 @dataclass
@@ -137,6 +140,9 @@ class EngineConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
+    channels_last: bool = False
+    """Image models: conv weights and training batches in channels-last (NHWC) memory format
+    (faster convolutions on tensor-core GPUs; same results up to float rounding)."""
     checkpoint_every: int = 0
     """Also checkpoint every N optimiser steps (0 = only at task ends)."""
     eval_batch_size: int = 4096
@@ -177,13 +183,6 @@ DEFAULT_CONFIG: dict = {
 }
 
 
-def _ensure_registered() -> None:
-    # why: components register on import; importing here keeps config.py usable on its own.
-    import plasticlab.methods  # noqa: F401
-    import plasticlab.models  # noqa: F401
-    import plasticlab.tasks  # noqa: F401
-
-
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
@@ -202,7 +201,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     bad = UserError(f"config: {key}: expected {_type_name(tp)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key)
+        return build_section(tp, value, key)
     if origin is Literal:
         if value in typing.get_args(tp):
             return value
@@ -252,7 +251,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"unsupported config type {tp!r} at {key}")
 
 
-def _build(cls: type, raw: Any, key: str) -> Any:
+def build_section(cls: type, raw: Any, key: str) -> Any:
     """Build dataclass ``cls`` from mapping ``raw``, checking every key."""
     if raw is None:
         raw = {}
@@ -291,7 +290,7 @@ def _build_tagged(table: dict, tag: str, raw: Any, key: str) -> Any:
     name = raw[tag]
     if name not in table:
         raise UserError(f"config: {key}.{tag}: unknown {name!r} (allowed: {', '.join(sorted(table))})")
-    return _build(table[name], raw, key)
+    return build_section(table[name], raw, key)
 
 
 def _build_methods(raw: Any, key: str) -> list:
@@ -309,11 +308,10 @@ def _build_methods(raw: Any, key: str) -> list:
 
 def from_dict(raw: dict) -> RunConfig:
     """Validate a raw config mapping (missing sections take the built-in defaults)."""
-    _ensure_registered()
     merged = copy.deepcopy(DEFAULT_CONFIG)
     for k, v in (raw or {}).items():
         merged[k] = v
-    cfg = _build(RunConfig, merged, "")
+    cfg = build_section(RunConfig, merged, "")
     validate_run(cfg)
     return cfg
 
@@ -322,10 +320,16 @@ def validate_run(cfg: RunConfig) -> None:
     """Cross-section checks that a single section cannot make."""
     if cfg.optim.batch_size < 1:
         raise UserError("config: optim.batch_size: must be ≥ 1")
+    if cfg.optim.per_entry_step and cfg.optim.name == "sgd":
+        raise UserError("config: optim.per_entry_step: only for adam/adamw (set it to false for sgd)")
     if cfg.optim.lr <= 0:
         raise UserError("config: optim.lr: must be > 0")
     if cfg.environment.epochs_per_task <= 0:
         raise UserError("config: environment.epochs_per_task: must be > 0")
+    models = getattr(cfg.tasks, "models", None)
+    if models is not None and cfg.model.name not in models:
+        raise UserError(f"config: model.name={cfg.model.name} does not fit tasks.family={cfg.tasks.family} "
+                        f"(models that fit: {', '.join(models)})")
     kinds = getattr(cfg.tasks, "kinds", ())
     if cfg.environment.kind not in kinds:
         raise UserError(
@@ -347,8 +351,18 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def set_dotted(raw: dict, key: str, value: Any) -> None:
-    """Set ``raw[a][b] = value`` for ``key = "a.b"``, creating mappings on the way."""
+    """Set ``raw[a][b] = value`` for ``key = "a.b"``, creating mappings on the way.
+
+    Changing a component's tag (``model.name``, ``tasks.family``, ``method.name``) replaces its
+    section with ``{tag: value}``, so the old component's options do not leak into the new one.
+    """
     parts = key.split(".")
+    tags = {name: tag for name, (_, tag) in _TAGGED.items()} | {"method": "name"}
+    if len(parts) == 2 and tags.get(parts[0]) == parts[1]:
+        section = raw.get(parts[0])
+        if not isinstance(section, dict) or section.get(parts[1]) != value:
+            raw[parts[0]] = {parts[1]: value}
+        return
     node = raw
     for i, p in enumerate(parts[:-1]):
         child = node.get(p)

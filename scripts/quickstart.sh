@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh) and run the main job: the built-in default on the embedded digits data.
+# Set up (scripts/setup.sh), then run the main job: the quickstart recipe (abrupt vs gradual vs a
+# mitigation, 3 seeds, on the embedded digits data) and its report. Re-running resumes/skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 . .venv/bin/activate
-plasticlab run "$@"
+workers=$(python -c "import os; print(max(1, min(4, os.cpu_count() or 1)))")
+plasticlab sweep recipe:quickstart --executor process --workers "$workers" --report --out sweeps/quickstart "$@"

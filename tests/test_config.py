@@ -59,3 +59,22 @@ def test_method_list_and_none():
     assert load_config(None, ["method.name=none"]).method == []
     with pytest.raises(UserError, match="unknown 'nope'"):
         load_config({"method": [{"name": "nope"}]})
+
+
+def test_per_entry_step_selects_entry_adam():
+    from plasticlab.engine.loop import setup
+    from plasticlab.methods.entry_adam import EntryAdam
+
+    s = setup(load_config(None, ["optim.per_entry_step=true", "model.hidden=[8]", "diagnostics.every=never"]))
+    assert isinstance(s.optimizer, EntryAdam)
+    with pytest.raises(UserError, match="only for adam/adamw"):
+        load_config(None, ["optim.per_entry_step=true", "optim.name=sgd"])
+
+
+def test_changing_a_tag_drops_the_old_components_options():
+    cfg = load_config(None, ["model.name=cnn"])
+    assert cfg.model.name == "cnn"
+    cfg = load_config(None, ["method.name=redo", "method.tau=0.2"])
+    assert cfg.method[0].tau == 0.2
+    with pytest.raises(UserError, match="models that fit: t5"):
+        load_config(None, ["tasks.family=bigram-cipher", "environment.kind=abrupt"])

@@ -6,9 +6,14 @@ import pytest
 
 from plasticlab.config import load_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_config_validates(path):
-    load_config(path)
+    if path.parent.name == "transfer":
+        from plasticlab.transfer import load_transfer_config
+
+        load_transfer_config(path)
+    else:
+        load_config(path)

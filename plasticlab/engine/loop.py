@@ -12,6 +12,7 @@ task ends; ``train_step`` itself never syncs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ def build_model(cfg: RunConfig, input_shape: tuple[int, ...], n_out: int, seed: 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derived_seed(seed, "init"))
         model = cfg.model.build(input_shape, n_out)
+    if cfg.engine.channels_last and len(input_shape) == 3:
+        model = model.to(memory_format=torch.channels_last)  # 4-d weights only
     return model.to(device)
 
 
@@ -109,7 +112,8 @@ def setup(cfg: RunConfig, device: torch.device | None = None, *, base: object | 
     ctx = MethodContext(model, optimizer, unit_map, cfg.seed, device,
                         fresh_model=lambda s: build_model(cfg, in_shape, n_out, s, device),
                         activations=[None] * len(unit_map))
-    for m in cfg.method:
+    methods = [dataclasses.replace(m) for m in cfg.method]  # fresh instances: state is per run, not per config
+    for m in methods:
         m.setup(ctx)
     n_train = family.n_train(base) if hasattr(family, "n_train") else base.x_train.shape[0]
     schedule = build_schedule(cfg.environment, family.count, steps_per_epoch(n_train, cfg.optim.batch_size))
@@ -117,7 +121,7 @@ def setup(cfg: RunConfig, device: torch.device | None = None, *, base: object | 
     probe_idx = None
     if cfg.diagnostics.every != "never":
         probe_idx = diagnostics.probe_indices(cfg.seed, n_train, cfg.diagnostics.probe_size, device)
-    return Setup(cfg, device, base, family, model, optimizer, unit_map, list(cfg.method), ctx, schedule, env,
+    return Setup(cfg, device, base, family, model, optimizer, unit_map, methods, ctx, schedule, env,
                  probe_idx, n_train, loss_fn=maybe_compile(family.loss, cfg.engine.compile))
 
 
@@ -141,6 +145,8 @@ def train_step(s: Setup, x: torch.Tensor, target: torch.Tensor, step: int, acc: 
     With ``engine.precision: bf16`` the forward and losses run under autocast; weights, gradients,
     optimiser state, the loss and ``acc`` stay fp32 (``engine/accel.py``).
     """
+    if s.cfg.engine.channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     with autocast(s.cfg.engine.precision, s.device):
         loss, correct, n = s.loss_fn(s.model, x, target)
         total = loss
@@ -154,7 +160,8 @@ def train_step(s: Setup, x: torch.Tensor, target: torch.Tensor, step: int, acc: 
     for m in s.methods:
         if step % m.every == 0:
             m.after_step(step, x)
-    acc += torch.stack([loss.detach().float() * n, correct.float(), torch.full_like(acc[2], n)])
+    n = n.float() if torch.is_tensor(n) else torch.full_like(acc[2], n)  # token families count on the device
+    acc += torch.stack([loss.detach().float() * n, correct.float(), n])
 
 
 def batch_indices(s: Setup, step: int, cache: dict) -> torch.Tensor:

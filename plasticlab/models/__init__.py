@@ -5,4 +5,4 @@ modules provide ``unit_layers()`` (the unit map, ``plasticlab.units``), ``featur
 (penultimate features) and ``head_slices()`` (output layer, for head resets).
 """
 
-from plasticlab.models import cnn, mlp, resnet, vgg  # noqa: F401
+from plasticlab.models import cnn, mlp, resnet, t5, vgg  # noqa: F401

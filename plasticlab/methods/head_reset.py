@@ -1,0 +1,41 @@
+"""``head-reset``: re-initialise the output layer at the start of every task after the first.
+
+The head's parameters (``model.head_slices()``) are re-drawn from their initialisation with
+``ctx.generator("head-reset", task)`` and their optimiser state is dropped (moments and step
+count restart, as for a new optimiser). Config: ``method: {name: head-reset}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from plasticlab import registry
+from plasticlab.methods.base import MethodContext, MethodDefaults
+from plasticlab.methods.common import forget_optimizer_state
+from plasticlab.registry import UserError
+
+
+@registry.register(registry.METHODS, "head-reset")
+@dataclass
+class HeadReset(MethodDefaults):
+    """Fresh output layer (and its optimiser state) at each task start but the first."""
+
+    name: str = "head-reset"
+
+    def setup(self, ctx: MethodContext) -> None:
+        self.ctx_ = ctx
+        head = getattr(ctx.model, "head_slices", None)
+        if not callable(head):
+            raise UserError(f"method head-reset: model {type(ctx.model).__name__} has no head_slices()")
+        self.slices_ = head()
+
+    @torch.no_grad()
+    def on_task_start(self, task: int) -> None:
+        if task == 0:
+            return
+        g = self.ctx_.generator("head-reset", task)
+        for s in self.slices_:
+            s.tensor.copy_(s.draw(g))
+        forget_optimizer_state(self.ctx_.optimizer, [s.tensor for s in self.slices_])

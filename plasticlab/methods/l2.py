@@ -1,0 +1,45 @@
+"""``l2``: plain L2 regularisation as a loss term, λ·Σ‖θ‖² (sum of squares, no ½).
+
+Config: ``method: {name: l2, coef: 1.0e-3, exclude_bias_norm: false}``. The gradient it adds is
+2λθ. Unlike ``optim.weight_decay`` it is part of the loss, so Adam rescales it (coupled L2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from plasticlab import registry
+from plasticlab.methods.base import MethodContext, MethodDefaults
+from plasticlab.methods.common import penalised_parameters
+from plasticlab.registry import UserError
+
+
+def sum_of_squares(params: list[torch.Tensor]) -> torch.Tensor:
+    """Σ_p Σ_i p_i², as one differentiable 0-dim tensor."""
+    return torch.stack([p.float().pow(2).sum() for p in params]).sum()
+
+
+@registry.register(registry.METHODS, "l2")
+@dataclass
+class L2(MethodDefaults):
+    """Loss term λ·Σ_θ θ² over all parameters (or weights only)."""
+
+    name: str = "l2"
+    coef: float = 1.0e-3
+    """λ (Liu & Mou's MLP baseline: 1e-3)."""
+    exclude_bias_norm: bool = False
+    """Leave biases and norm gains/biases out of the penalty."""
+
+    def validate(self, key: str) -> None:
+        if self.coef < 0:
+            raise UserError(f"config: {key}.coef: must be ≥ 0, got {self.coef}")
+
+    def setup(self, ctx: MethodContext) -> None:
+        self.ctx_ = ctx
+        self.params_ = penalised_parameters(ctx.model, self.exclude_bias_norm)
+
+    def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
+        return self.coef * sum_of_squares(self.params_)

@@ -1,0 +1,114 @@
+"""Packaged experiment recipes: sweeps that reproduce the papers' claims.
+
+A recipe is a YAML file in this folder::
+
+    description: one line
+    paper: the claim's source (paper, section, figure)
+    claim: what the paper says
+    measure: the measure the claim is about (train_acc, test_acc, test_bleu2, …)
+    analysis: optional, e.g. {correlation: {x: input_sensitivity@0, y: test_acc@1}}
+    profiles:
+      quick: {base: …, grid: …, seeds: […]}                  # CPU, minutes
+      paper: {base: …, grid: …, seeds: […], cost: "…"}       # the paper's setting, for a GPU
+
+A profile may instead hold ``transfer:`` (a ``plasticlab transfer`` config): it then runs the
+pre-train → intervention → fine-tune pipeline (``plasticlab.transfer``) rather than a sweep.
+
+Run one with ``plasticlab sweep recipe:NAME [--profile quick|paper]``; list them with
+``plasticlab recipes list`` and print one with ``plasticlab recipes show NAME``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+from plasticlab.registry import UserError
+
+FOLDER = Path(__file__).resolve().parent
+RECIPE_KEYS = ("description", "paper", "claim", "measure", "analysis", "profiles")
+PROFILE_KEYS = ("base", "grid", "seeds", "cost", "transfer")
+
+
+def names() -> list[str]:
+    """Names of the packaged recipes."""
+    return sorted(p.stem for p in FOLDER.glob("*.yaml"))
+
+
+def load_recipe(name: str) -> dict:
+    """The recipe ``name`` as a mapping, checked for unknown keys."""
+    path = FOLDER / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"unknown recipe {name!r} (see `plasticlab recipes list`: {', '.join(names())})")
+    raw = yaml.safe_load(path.read_text())
+    for key in raw:
+        if key not in RECIPE_KEYS:
+            raise UserError(f"recipe {name}: unknown key {key!r} (allowed: {', '.join(RECIPE_KEYS)})")
+    for prof, body in raw.get("profiles", {}).items():
+        for key in body:
+            if key not in PROFILE_KEYS:
+                raise UserError(f"recipe {name}: profiles.{prof}: unknown key {key!r} "
+                                f"(allowed: {', '.join(PROFILE_KEYS)})")
+    return raw
+
+
+def sweep_of(name: str, profile: str = "quick") -> dict:
+    """The sweep mapping (``base``, ``grid``, ``seeds``) of a recipe's profile, or ``{transfer: …}``."""
+    raw = load_recipe(name)
+    profiles = raw.get("profiles", {})
+    if profile not in profiles:
+        raise UserError(f"recipe {name} has no profile {profile!r} (it has: {', '.join(profiles)})")
+    body = copy.deepcopy(profiles[profile])
+    body.pop("cost", None)
+    return body
+
+
+def parse_ref(text: str) -> str | None:
+    """``recipe:NAME`` → NAME; anything else → None."""
+    return text.split(":", 1)[1] if isinstance(text, str) and text.startswith("recipe:") else None
+
+
+def show(name: str) -> str:
+    """The recipe file's text."""
+    load_recipe(name)
+    return (FOLDER / f"{name}.yaml").read_text()
+
+
+def listing() -> list[tuple[str, str]]:
+    """(name, description) of every recipe."""
+    return [(n, load_recipe(n).get("description", "")) for n in names()]
+
+
+def run(name: str, *, profile: str = "quick", out: str | Path | None = None, report: bool = True,
+        **sweep_options) -> Path:
+    """Run a recipe's profile as a sweep (resumable) and write its report.
+
+    Args:
+        name: recipe name (``plasticlab recipes list``).
+        profile: ``quick`` (CPU, minutes) or ``paper``.
+        out: sweep directory; default ``sweeps/<name>-<profile>``.
+        sweep_options: passed to ``plasticlab.sweep.run_sweep`` (executor, workers, …).
+    Returns:
+        The sweep directory (its report is in ``report/``).
+    """
+    from plasticlab.report import make_report
+    from plasticlab.sweep import run_sweep
+
+    spec = sweep_of(name, profile)
+    root = Path(out) if out is not None else Path("sweeps") / f"{name}-{profile}"
+    meta = yaml.safe_dump({"name": name, "profile": profile,
+                           **{k: v for k, v in load_recipe(name).items() if k != "profiles"}}, sort_keys=False)
+    if "transfer" in spec:
+        from plasticlab.transfer import run_transfer
+
+        run_transfer(spec["transfer"], out=root)
+        (root / "recipe.yaml").write_text(meta)
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "recipe.yaml").write_text(meta)
+    run_sweep(spec, out=root, **sweep_options)
+    if report:
+        make_report(root)
+    return root

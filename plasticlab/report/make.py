@@ -1,0 +1,154 @@
+"""``make_report``: summary.csv (+ Parquet), tables, PNG plots, report.md and report.html.
+
+Usage::
+
+    from plasticlab.report import make_report
+    make_report("sweeps/lr")          # -> sweeps/lr/report/
+
+Works on a run, a sweep (finished or still running: results are marked partial) or a folder of
+run directories. The report is written into a temporary folder next to ``out`` and moved into
+place at the end, so a failure leaves no half-written report.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from plasticlab.report import plots, tables
+from plasticlab.report.recipe import recipe_blocks
+from plasticlab.report.render import markdown, to_html
+from plasticlab.report.runs import Collection, load
+
+PARQUET_NOTICE = "report: summary.parquet not written (pyarrow is not installed: pip install 'plasticlab[parquet]')"
+
+
+def make_report(path: str | Path, out: str | Path | None = None) -> Path:
+    """Write the report of the run or sweep at ``path``.
+
+    Args:
+        path: a run directory, a sweep directory or a folder of run directories.
+        out: report directory; default ``<path>/report``. Replaced if it exists.
+
+    Returns:
+        The report directory.
+    """
+    col = load(path)
+    dest = Path(out) if out is not None else Path(path) / "report"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        _write(col, tmp)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return dest
+
+
+def _write(col: Collection, folder: Path) -> None:
+    rows = tables.summary_rows(col)
+    columns = tables.summary_columns(col, rows)
+    tables.write_csv(folder / "summary.csv", rows, columns)
+    if not tables.write_parquet(folder / "summary.parquet", rows, columns):
+        print(PARQUET_NOTICE, file=sys.stderr)
+
+    gs = tables.groups(col)
+    measures = tables.present(col, tables.MEASURES)
+    diags = tables.present(col)
+    tables.write_csv(folder / "tables.csv", tables.long_rows(col, gs, measures + diags), tables.long_columns(col))
+
+    blocks: list[tuple] = [("h1", f"plasticlab report: {col.path.name}")]
+    blocks.append(("p", _overview(col)))
+    if col.partial:
+        blocks.append(("note", _partial_note(col)))
+    if not rows:
+        blocks.append(("p", "No run has finished a task yet: no tables or plots."))
+    else:
+        blocks += recipe_blocks(col, folder)
+        blocks += _tables(col, gs, measures, diags)
+        blocks += _plots(col, gs, measures, diags, folder)
+    blocks += _runs(col)
+    (folder / "report.md").write_text(markdown(blocks))
+    (folder / "report.html").write_text(to_html(blocks, folder, f"plasticlab report: {col.path.name}"))
+
+
+def _overview(col: Collection) -> str:
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(col.counts().items()))
+    keys = ", ".join(col.keys) if col.keys else "none"
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        f"{col.kind} at {col.path} — {len(col.runs)} runs ({counts}); group keys: {keys}; "
+        f"values are mean ± 95% CI over seeds (t-interval); generated {stamp}."
+    )
+
+
+def _partial_note(col: Collection) -> str:
+    c = col.counts()
+    finished = sum(c.get(s, 0) for s in ("done", "failed", "diverged"))
+    return (
+        f"Partial results: {finished} of {len(col.runs)} runs finished ({c.get('running', 0)} running or "
+        f"interrupted, {c.get('pending', 0)} not started). Each group is reported at the last task all its "
+        "runs with data have finished."
+    )
+
+
+def _tables(col: Collection, gs: list[tables.Group], measures: list[str], diags: list[str]) -> list[tuple]:
+    out: list[tuple] = []
+    if measures:
+        out += [("h2", "Final task"), ("table", *tables.table(col, gs, measures, "final"))]
+        out += [("h2", "Mean over tasks"), ("table", *tables.table(col, gs, measures, "mean"))]
+    if diags:
+        # why: a dozen diagnostics side by side are unreadable; one row each reads well for a few groups
+        wide = tables.table_by_measure(gs, diags) if len(diags) > len(gs) else tables.table(col, gs, diags, "final")
+        out += [("h2", "Diagnostics at the final task"), ("table", *wide)]
+    return out
+
+
+def _plots(col, gs, measures, diags, folder: Path) -> list[tuple]:
+    out: list[tuple] = [("h2", "Plots")]
+    for m in measures:
+        if plots.curve(folder / f"curve_{m}.png", gs, m, partial=col.partial):
+            out.append(("img", f"curve_{m}.png", f"{m} at each task end"))
+    if plots.diagnostics(folder / "diagnostics.png", gs, diags, partial=col.partial):
+        out.append(("img", "diagnostics.png", "diagnostics at each task end"))
+    bars = [m for m in tables.PRIMARY if m in measures] or measures
+    if plots.final_bars(folder / "final_task.png", gs, bars, partial=col.partial):
+        out.append(("img", "final_task.png", "final task"))
+    return out if len(out) > 1 else []
+
+
+def _runs(col: Collection) -> list[tuple]:
+    header = ["run", *(k.split(".")[-1] for k in col.keys), "seed", "status", "tasks done", "path"]
+    rows = []
+    for r in col.runs:
+        planned = r.planned_tasks
+        done = f"{len(r.task_ends)}" + (f" of {planned}" if planned else "")
+        rows.append(
+            [
+                r.id,
+                *(tables.label(r.point.get(k)) for k in col.keys),
+                str(r.seed),
+                r.status,
+                done,
+                str(r.path),
+            ]
+        )
+    out: list[tuple] = [("h2", "Runs"), ("table", header, rows)]
+    bad = [r for r in col.runs if r.status in ("failed", "diverged")]
+    if bad:
+        lines = []
+        for r in bad:
+            log = col.path / "logs" / f"{r.id}.log"
+            lines.append([r.id, r.status, _rel(log if log.is_file() else r.path, col.path)])
+        out += [("h2", "Failed or diverged runs"), ("table", ["run", "status", "log"], lines)]
+    return out
+
+
+def _rel(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) and path != root else str(path)

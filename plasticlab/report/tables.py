@@ -1,0 +1,239 @@
+"""Summary rows (one per run and task) and mean ± 95% CI tables over seeds per group.
+
+A group is a grid point minus the seed: runs whose grid values are equal. For a group, the
+*final task* T is the highest task index that every run of the group with data has finished
+(= tasks.count − 1 once the group is done). Tables report, per group and measure:
+- final task: the estimate (stats.mean_ci) over runs of the value at task T;
+- mean over tasks: the estimate over runs of each run's mean over tasks 0..T.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from plasticlab.report.runs import Collection, RunData
+from plasticlab.report.stats import Estimate, mean_ci
+
+MEASURES = ["train_acc", "test_acc", "train_loss", "test_loss", "train_bleu2", "test_bleu2"]
+"""Measure names fixed in DESIGN.md, in display order."""
+PRIMARY = ["train_acc", "test_acc", "train_bleu2", "test_bleu2"]
+"""Measures drawn as final-task bars (losses only when none of these exists)."""
+BOOKKEEPING = {"event", "task", "epoch", "steps", "step", "alpha", "phase", "time", "seconds", "elapsed"}
+"""task_end keys that are neither measures nor diagnostics."""
+
+
+def label(value: Any) -> str:
+    """Short readable text for a grid value: scalars as written, ``name(k=v)`` for tagged mappings."""
+    if isinstance(value, dict):
+        tag = next((k for k in ("name", "family", "kind") if k in value), None)
+        rest = ",".join(f"{k}={label(v)}" for k, v in value.items() if k != tag)
+        if tag is None:
+            return "{" + rest + "}"
+        return f"{value[tag]}({rest})" if rest else str(value[tag])
+    if isinstance(value, list):
+        return "[" + ",".join(label(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _scalar(v: Any) -> Any:
+    return v if v is None or isinstance(v, (int, float, str, bool)) else label(v)
+
+
+def summary_rows(col: Collection) -> list[dict]:
+    """One row per run and finished task: run, grid values, seed, status, task, scalar metrics."""
+    rows = []
+    for r in col.runs:
+        for t in sorted(r.task_ends):
+            rec = r.task_ends[t]
+            row: dict[str, Any] = {"run": r.id}
+            row.update({k: _scalar(r.point.get(k)) for k in col.keys})
+            row.update({"seed": r.seed, "status": r.status, "task": t})
+            row.update({k: v for k, v in rec.items() if k not in ("event", "task") and _scalar_like(v)})
+            rows.append(row)
+    return rows
+
+
+def _scalar_like(v: Any) -> bool:
+    return v is None or isinstance(v, (int, float, str, bool))
+
+
+def summary_columns(col: Collection, rows: list[dict]) -> list[str]:
+    head = ["run", *col.keys, "seed", "status", "task"]
+    present = {k for row in rows for k in row}
+    measures = [m for m in MEASURES if m in present]
+    rest = sorted(present - set(head) - set(measures))
+    return head + measures + rest
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: _csv_cell(row.get(k)) for k in columns})
+
+
+def _csv_cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)
+    return v
+
+
+def write_parquet(path: Path, rows: list[dict], columns: list[str]) -> bool:
+    """Write rows as Parquet; False when pyarrow is not installed."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return False
+    arrays = {}
+    for c in columns:
+        vals = [row.get(c) for row in rows]
+        given = [v for v in vals if v is not None]
+        if given and all(isinstance(v, bool) for v in given):
+            arrays[c] = pa.array(vals, pa.bool_())
+        elif given and all(isinstance(v, int) and not isinstance(v, bool) for v in given):
+            arrays[c] = pa.array(vals, pa.int64())
+        elif given and all(_is_number(v) for v in given):
+            arrays[c] = pa.array([None if v is None else float(v) for v in vals], pa.float64())
+        else:
+            arrays[c] = pa.array([None if v is None else str(v) for v in vals], pa.string())
+    pq.write_table(pa.table(arrays), path)
+    return True
+
+
+@dataclass
+class Group:
+    """Runs that share a grid point (seeds differ)."""
+
+    point: dict[str, Any]
+    runs: list[RunData]
+
+    @property
+    def name(self) -> str:
+        return ", ".join(f"{k.split('.')[-1]}={label(v)}" for k, v in self.point.items()) or "all runs"
+
+    @property
+    def with_data(self) -> list[RunData]:
+        return [r for r in self.runs if r.task_ends]
+
+    def final_task(self) -> int | None:
+        """Highest task every run with data has finished; None when no run has data."""
+        ends = [max(r.task_ends) for r in self.with_data]
+        return min(ends) if ends else None
+
+    def planned_final(self) -> int | None:
+        counts = [r.planned_tasks for r in self.runs if r.planned_tasks]
+        return max(counts) - 1 if counts else None
+
+    def tasks(self) -> list[int]:
+        return sorted({t for r in self.runs for t in r.task_ends})
+
+    def at_task(self, measure: str, task: int) -> Estimate:
+        return mean_ci([_num(r.task_ends[task].get(measure)) for r in self.runs if task in r.task_ends])
+
+    def final(self, measure: str) -> Estimate:
+        t = self.final_task()
+        return Estimate(None, None, 0) if t is None else self.at_task(measure, t)
+
+    def mean_over_tasks(self, measure: str) -> Estimate:
+        t_end = self.final_task()
+        if t_end is None:
+            return Estimate(None, None, 0)
+        per_run = []
+        for r in self.with_data:
+            xs = [_num(r.task_ends[t].get(measure)) for t in range(t_end + 1) if t in r.task_ends]
+            xs = [x for x in xs if x is not None and math.isfinite(x)]
+            per_run.append(sum(xs) / len(xs) if xs else None)
+        return mean_ci(per_run)
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if _is_number(v) else None
+
+
+def groups(col: Collection) -> list[Group]:
+    """Runs grouped by grid point, in the order points first appear."""
+    out: dict[str, Group] = {}
+    for r in col.runs:
+        key = json.dumps([r.point.get(k) for k in col.keys], sort_keys=True, default=str)
+        out.setdefault(key, Group({k: r.point.get(k) for k in col.keys}, [])).runs.append(r)
+    return list(out.values())
+
+
+def present(col: Collection, names: list[str] | None = None) -> list[str]:
+    """Numeric task_end keys with at least one value: the given names in order, else diagnostics."""
+    found: set[str] = set()
+    for r in col.runs:
+        for rec in r.task_ends.values():
+            found.update(k for k, v in rec.items() if _is_number(v))
+    if names is not None:
+        return [m for m in names if m in found]
+    return sorted(found - set(MEASURES) - BOOKKEEPING)
+
+
+def fmt(e: Estimate, n_expected: int | None = None) -> str:
+    """``mean ± half`` to the half-width's 2nd significant digit, ``—`` if empty, ``(n=k)`` if k differs."""
+    if e.mean is None:
+        return "—"
+    if e.half is None:
+        text = f"{e.mean:.4g}"
+    elif e.half <= 1e-12 * max(1.0, abs(e.mean)):
+        text = f"{e.mean:.4g} ± 0"
+    else:
+        d = min(8, max(0, 1 - math.floor(math.log10(e.half))))  # two significant digits of the half-width
+        text = f"{e.mean:.{d}f} ± {e.half:.{d}f}"
+    return text + (f" (n={e.n})" if n_expected is not None and e.n != n_expected else "")
+
+
+def table(col: Collection, gs: list[Group], measures: list[str], scope: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a markdown table: grid values, final task, n, one column per measure."""
+    header = [k.split(".")[-1] for k in col.keys] + ["task", "n"] + measures
+    rows = []
+    for g in gs:
+        t, planned = g.final_task(), g.planned_final()
+        task = "—" if t is None else f"{t}" + (f" of {planned}" if planned is not None and t < planned else "")
+        n = len(g.with_data)
+        cells = [fmt(g.final(m) if scope == "final" else g.mean_over_tasks(m), n) for m in measures]
+        rows.append([label(g.point.get(k)) for k in col.keys] + [task, str(n)] + cells)
+    return header, rows
+
+
+def table_by_measure(gs: list[Group], measures: list[str]) -> tuple[list[str], list[list[str]]]:
+    """The final-task table transposed: one row per measure, one column per group (many measures)."""
+    header = ["", *(g.name for g in gs)]
+    rows = [["task", *(str(g.final_task()) for g in gs)], ["n", *(str(len(g.with_data)) for g in gs)]]
+    rows += [[m, *(fmt(g.final(m), len(g.with_data)) for g in gs)] for m in measures]
+    return header, rows
+
+
+def long_rows(col: Collection, gs: list[Group], measures: list[str]) -> list[dict]:
+    """Machine-readable estimates: one row per scope, group and measure (``tables.csv``)."""
+    out = []
+    for scope in ("final", "mean_over_tasks"):
+        for g in gs:
+            for m in measures:
+                e = g.final(m) if scope == "final" else g.mean_over_tasks(m)
+                row: dict[str, Any] = {"scope": scope, "group": g.name}
+                row.update({k: _scalar(g.point.get(k)) for k in col.keys})
+                row.update({"measure": m, "final_task": g.final_task(), "n": e.n, "mean": e.mean, "ci_half": e.half})
+                row.update({"ci_low": e.low, "ci_high": e.high})
+                out.append(row)
+    return out
+
+
+def long_columns(col: Collection) -> list[str]:
+    return ["scope", "group", *col.keys, "measure", "final_task", "n", "mean", "ci_half", "ci_low", "ci_high"]

@@ -1,0 +1,203 @@
+"""Executors: where a sweep's runs execute, behind one interface.
+
+An executor has ``run(jobs) -> iterator of Result`` (results in completion order) and
+``close()``. Each job writes only its own run directory and log, so any executor may retry a
+run without touching others.
+
+- ``local``: in this process, one run after another.
+- ``process``: a pool of N worker processes (spawn), each with torch threads = max(1, cores // N)
+  so that workers × threads ≤ cores.
+- ``ray``: each run a Ray task declaring ``cpus_per_run``/``gpus_per_run``; ``address`` joins an
+  existing cluster (the sweep directory must then be on storage every node sees), otherwise a
+  local Ray starts with ``workers`` CPUs. A failed run is retried ``max_retries`` times (Ray
+  ``retry_exceptions``); a retry resumes from the run's checkpoint.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
+from plasticlab.registry import UserError
+from plasticlab.sweep.execute import Job, Result, execute
+
+EXECUTORS = ("local", "process", "ray")
+RAY_INSTALL = "pip install 'plasticlab[ray]'"
+HINT = " (a script that calls run_sweep with executor='process' must do so under if __name__ == '__main__':)"
+
+
+class Executor(Protocol):
+    def run(self, jobs: list[Job]) -> Iterator[Result]: ...
+
+    def close(self) -> None: ...
+
+
+def cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # why: macOS and Windows have no sched_getaffinity
+        return os.cpu_count() or 1
+
+
+class LocalExecutor:
+    """Runs jobs in this process, one after another."""
+
+    def run(self, jobs: list[Job]) -> Iterator[Result]:
+        for job in jobs:
+            yield execute(job)
+
+    def close(self) -> None:
+        pass
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+class ProcessExecutor:
+    """A pool of ``workers`` spawned processes; torch threads per worker = max(1, cores // workers)."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = max(1, workers or cores())
+        self.threads = max(1, cores() // self.workers)
+        self.pool: ProcessPoolExecutor | None = None
+
+    def run(self, jobs: list[Job]) -> Iterator[Result]:
+        if not jobs:
+            return
+        ctx = mp.get_context("spawn")  # why: fork after torch/threads start is unsafe
+        self.pool = ProcessPoolExecutor(
+            min(self.workers, len(jobs)), mp_context=ctx, initializer=_init_worker, initargs=(self.threads,)
+        )
+        futures = {self.pool.submit(execute, replace(j, threads=j.threads or self.threads)): j for j in jobs}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                job = futures[fut]
+                try:
+                    yield fut.result()
+                except Exception as e:  # why: a worker that died (e.g. killed for memory) breaks the pool
+                    yield Result(
+                        job.id, "failed", 0.0, job.log, f"worker process failed: {type(e).__name__}: {e}{HINT}"
+                    )
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+class RunFailed(RuntimeError):
+    """Raised inside a Ray task for a failed run, so that Ray retries it."""
+
+
+def _ray_execute(job: Job) -> Result:
+    result = execute(job)
+    if result.status == "failed":
+        raise RunFailed(f"{result.error} (log: {result.log})")
+    return result
+
+
+def connect(address: str | None = None, workers: int | None = None) -> bool:
+    """Join the Ray cluster at ``address``, or start a local Ray with ``workers`` CPUs.
+
+    Returns:
+        True when this call connected (the caller shuts Ray down), False when Ray was already up.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        # why: ship this plasticlab to the cluster so workers run the driver's code
+        env = {"py_modules": [str(Path(__file__).resolve().parents[1])]}
+        ray.init(address=address, runtime_env=env, log_to_driver=False)
+    else:
+        # why: local workers import what this process imports (plasticlab from a checkout, tests)
+        paths = [os.path.abspath(p or os.getcwd()) for p in sys.path]
+        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(p for p in paths if os.path.isdir(p)))}}
+        ray.init(
+            num_cpus=workers or cores(),
+            runtime_env=env,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    return True
+
+
+class RayExecutor:
+    """Each job a Ray task with declared resources; joins ``address`` or starts a local Ray."""
+
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        workers: int | None = None,
+        cpus_per_run: float = 1,
+        gpus_per_run: float = 0,
+        max_retries: int = 1,
+    ):
+        try:
+            import ray
+        except ImportError:
+            raise UserError(f"the ray executor needs Ray: {RAY_INSTALL}") from None
+        self.ray = ray
+        self.started = connect(address, workers)
+        self.threads = max(1, int(cpus_per_run))
+        self.task = ray.remote(
+            num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries, retry_exceptions=True
+        )(_ray_execute)
+
+    def run(self, jobs: list[Job]) -> Iterator[Result]:
+        refs = {self.task.remote(replace(j, threads=j.threads or self.threads)): j for j in jobs}
+        pending = list(refs)
+        while pending:
+            ready, pending = self.ray.wait(pending, num_returns=1)
+            for ref in ready:
+                job = refs[ref]
+                try:
+                    yield self.ray.get(ref)
+                except Exception as e:  # why: retries exhausted, or the worker/node died
+                    cause = getattr(e, "cause", None) or e
+                    yield Result(job.id, "failed", 0.0, job.log, f"{type(cause).__name__}: {cause}".splitlines()[0])
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+            self.started = False
+
+
+def make_executor(
+    name: str,
+    *,
+    workers: int | None = None,
+    address: str | None = None,
+    cpus_per_run: float = 1,
+    gpus_per_run: float = 0,
+    max_retries: int = 1,
+) -> Executor:
+    """The executor called ``name`` (local | process | ray)."""
+    if name == "local":
+        return LocalExecutor()
+    if name == "process":
+        return ProcessExecutor(workers)
+    if name == "ray":
+        return RayExecutor(
+            address=address,
+            workers=workers,
+            cpus_per_run=cpus_per_run,
+            gpus_per_run=gpus_per_run,
+            max_retries=max_retries,
+        )
+    raise UserError(f"unknown executor {name!r} (allowed: {', '.join(EXECUTORS)})")

@@ -1,0 +1,224 @@
+"""The transfer config: pre-train on a source, intervene, fine-tune on a target with N images per class.
+
+YAML (every key validated; unknown keys are errors)::
+
+    source: configs/my_run.yaml      # or an inline run config mapping (an ordinary `plasticlab run` config)
+    target:
+      name: digits                   # registered dataset
+      samples_per_class: [5, 10, 50] # N: training images per class (null = the whole training set)
+      test_samples_per_class: null
+      steps: 300                     # optimiser steps of fine-tuning (or epochs:, exactly one of them)
+      optim: {name: adam, lr: 1.0e-3, batch_size: 64}
+    interventions: [none, reset-frozen, {name: shrink-perturb, shrink: 0.5}]
+    seeds: [0, 1, 2]
+
+A relative ``source`` path is read relative to the transfer config file's directory (or the
+working directory for an inline mapping). ``seeds`` replace the source's ``seed`` (so the source
+must not set one when ``seeds`` is given; without ``seeds`` the source's seed is the only seed).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from plasticlab import registry
+from plasticlab.config import (
+    AugmentConfig,
+    OptimConfig,
+    RunConfig,
+    build_section,
+    load_config,
+    parse_override,
+    read_yaml,
+    set_dotted,
+    to_dict,
+)
+from plasticlab.registry import UserError
+
+INTERVENTIONS = ("none", "reset-frozen", "head-reset", "shrink-perturb", "full-reset")
+"""Method names usable as interventions; each is applied once, between pre-training and fine-tuning."""
+
+SCHEDULE_KEYS = ("tasks", "when", "every")
+"""Method keys that schedule a method inside a run; an intervention has exactly one application."""
+
+
+@dataclass
+class TargetConfig:
+    """The target dataset and how the pre-trained model is fine-tuned on it."""
+
+    name: str = "digits"
+    """Registered dataset name (``plasticlab data list``)."""
+    root: str | None = None
+    """Data directory; null = ``$PLASTICLAB_DATA`` or ``~/.cache/plasticlab``."""
+    samples_per_class: list[int | None] = field(default_factory=lambda: [5, 10, 50])
+    """N: training images *per class*, class-balanced, drawn from (seed, N); null = all of them."""
+    test_samples_per_class: int | None = None
+    """Test images per class (the same test set for every N); null = all."""
+    normalize: bool = True
+    """Standardise converted inputs with the target training pool's per-channel mean and std."""
+    epochs: float | None = None
+    """Fine-tuning length in passes over the N·C training images (steps grow with N)."""
+    steps: int | None = None
+    """Fine-tuning length in optimiser steps, equal for every N (set this or ``epochs``)."""
+    head: Literal["auto", "new"] = "auto"
+    """auto: keep the pre-trained output layer when the target has the source's class count, else a
+    new one; new: always a freshly initialised output layer."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """A fresh optimiser for fine-tuning; the batch is min(batch_size, N·C) images."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def validate(self, key: str) -> None:
+        if not self.samples_per_class:
+            raise UserError(f"config: {key}.samples_per_class: expected a non-empty list of N (images per class)")
+        if any(n is not None and n < 1 for n in self.samples_per_class):
+            raise UserError(f"config: {key}.samples_per_class: every N must be ≥ 1 (or null for all)")
+        if len(set(self.samples_per_class)) != len(self.samples_per_class):
+            raise UserError(f"config: {key}.samples_per_class: values repeat ({self.samples_per_class})")
+        if (self.epochs is None) == (self.steps is None):
+            raise UserError(f"config: {key}: set exactly one of steps (optimiser steps, equal for every N) "
+                            "or epochs (passes over the N·C images)")
+        if self.epochs is not None and self.epochs <= 0:
+            raise UserError(f"config: {key}.epochs: must be > 0")
+        if self.steps is not None and self.steps < 1:
+            raise UserError(f"config: {key}.steps: must be ≥ 1")
+        if self.optim.lr <= 0 or self.optim.batch_size < 1:
+            raise UserError(f"config: {key}.optim: lr must be > 0 and batch_size ≥ 1")
+
+
+@dataclass
+class TransferConfig:
+    """A whole transfer experiment (validated; ``source`` is a resolved ``RunConfig``)."""
+
+    source: Any = None
+    """An ordinary run config (mapping or path): pre-training is a normal run through the engine."""
+    target: TargetConfig = field(default_factory=TargetConfig)
+    interventions: list = field(default_factory=list)
+    """Names or mappings (``{name: reset-frozen, tau: 0.05}``) of: none, reset-frozen, head-reset,
+    shrink-perturb, full-reset; parsed into ``Intervention`` items."""
+    seeds: list[int] | None = None
+    """One pre-training per seed, reused by every intervention and N; null = [source.seed]."""
+
+
+@dataclass
+class Intervention:
+    """One intervention: its label in results, its method config (None for ``none``) and its spec."""
+
+    label: str
+    method: Any
+    spec: dict
+    """The mapping as written in the config (``{name: ..., options...}``)."""
+
+
+def _interventions(raw: Any, key: str) -> list[Intervention]:
+    """Parse the interventions list into uniquely labelled ``Intervention`` items."""
+    if not isinstance(raw, list) or not raw:
+        raise UserError(f"config: {key}: expected a non-empty list (allowed: {', '.join(INTERVENTIONS)})")
+    out: list[Intervention] = []
+    allowed = ", ".join(INTERVENTIONS)
+    for i, item in enumerate(raw):
+        sub = f"{key}[{i}]"
+        spec = {"name": item} if isinstance(item, str) else item
+        if not isinstance(spec, dict) or "name" not in spec:
+            raise UserError(f"config: {sub}: expected a name or a mapping with 'name' (one of {allowed})")
+        name = spec["name"]
+        if name not in INTERVENTIONS:
+            raise UserError(f"config: {sub}.name: {name!r} is not an intervention (allowed: {allowed})")
+        for k in SCHEDULE_KEYS:
+            if k in spec:
+                raise UserError(f"config: {sub}.{k}: not used by transfer (an intervention is applied once, "
+                                "between pre-training and fine-tuning); remove it")
+        if name == "none":
+            if len(spec) > 1:
+                raise UserError(f"config: {sub}: intervention 'none' takes no options")
+            out.append(Intervention("none", None, {"name": "none"}))
+            continue
+        if name not in registry.METHODS:
+            raise UserError(f"config: {sub}.name: method {name!r} is not available in this installation")
+        method = build_section(registry.METHODS[name], spec, sub)
+        out.append(Intervention(label_of(method, spec), method, dict(spec)))
+    labels = [iv.label for iv in out]
+    dup = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if dup:
+        raise UserError(f"config: {key}: repeated intervention {', '.join(dup)} (give repeated ones different options)")
+    return out
+
+
+def label_of(method: Any, raw: dict) -> str:
+    """``name`` or ``name(k=v,…)`` listing the options set in the config, in config order."""
+    opts = [f"{k}={getattr(method, k)}" for k in raw if k != "name"]
+    return f"{method.name}({','.join(opts)})" if opts else method.name
+
+
+def _source(raw: Any, base_dir: Path, has_seeds: bool) -> RunConfig:
+    if raw is None:
+        raise UserError("config: source: missing (a run config mapping or a path to one)")
+    if isinstance(raw, str):
+        path = Path(raw)
+        raw = read_yaml(path if path.is_absolute() else base_dir / path)
+    if not isinstance(raw, dict):
+        raise UserError("config: source: expected a run config mapping or a path to a YAML file")
+    if has_seeds and "seed" in raw:
+        raise UserError("config: source.seed: remove it; the top-level seeds: list gives the pre-training seeds")
+    try:
+        return load_config(raw)
+    except UserError as e:
+        raise UserError(str(e).replace("config: ", "config: source.", 1)) from None
+
+
+def from_dict(raw: dict, base_dir: str | Path = ".") -> TransferConfig:
+    """Validate a raw transfer mapping; relative ``source`` paths are read from ``base_dir``."""
+    if not isinstance(raw, dict):
+        raise UserError("transfer config: expected a mapping with source, target, interventions, seeds")
+    names = [f.name for f in dataclasses.fields(TransferConfig)]
+    for k in raw:
+        if k not in names:
+            raise UserError(f"config: unknown key '{k}' (allowed: {', '.join(names)})")
+    seeds = raw.get("seeds")
+    if seeds is not None and (not isinstance(seeds, list) or not seeds
+                              or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise UserError(f"config: seeds: expected a non-empty list of integers, got {seeds!r}")
+    if seeds is not None and len(set(seeds)) != len(seeds):
+        raise UserError(f"config: seeds: values repeat ({seeds})")
+    source = _source(raw.get("source"), Path(base_dir), seeds is not None)
+    target = build_section(TargetConfig, raw.get("target"), "target")
+    interventions = _interventions(raw.get("interventions", ["none", "reset-frozen"]), "interventions")
+    return TransferConfig(source=source, target=target, interventions=interventions,
+                          seeds=list(seeds) if seeds is not None else [source.seed])
+
+
+def load_transfer_config(source: str | Path | dict, overrides: list[str] | None = None) -> TransferConfig:
+    """Load a transfer config from a YAML path or mapping and apply ``a.b=v`` overrides.
+
+    Overrides address the transfer file's keys, e.g. ``target.steps=100`` or
+    ``source.optim.weight_decay=1e-3`` (a ``source`` file is read in first).
+    """
+    if isinstance(source, dict):
+        raw, base = copy.deepcopy(source), Path(".")
+    else:
+        raw, base = read_yaml(source), Path(source).parent
+    for text in overrides or []:
+        key, value = parse_override(text)
+        if key.startswith("source.") and isinstance(raw.get("source"), str):
+            path = Path(raw["source"])
+            raw["source"] = read_yaml(path if path.is_absolute() else base / path)  # why: override its keys
+        set_dotted(raw, key, value)
+    return from_dict(raw, base)
+
+
+def to_plain(cfg: TransferConfig) -> dict:
+    """The resolved transfer config as plain data (what the output's ``config.yaml`` holds)."""
+    src = to_dict(cfg.source)
+    src.pop("seed", None)
+    target = dataclasses.asdict(cfg.target)
+    items = [iv.spec["name"] if len(iv.spec) == 1 else dict(iv.spec) for iv in cfg.interventions]
+    return {"source": src, "target": target, "interventions": items, "seeds": list(cfg.seeds)}
+
+
+def dump_yaml(cfg: TransferConfig) -> str:
+    return yaml.safe_dump(to_plain(cfg), sort_keys=False)

@@ -1,0 +1,142 @@
+"""ReDo on planted dormant units: exactly their entries change, as the definition says."""
+
+import torch
+from tests.methods.methods_driver import Driver, conv_builder, ff_builder, mlp_builder, snapshot
+
+from plasticlab.methods.common import lowest_mask
+from plasticlab.methods.redo import ReDo, dormant_mask, redo_scores
+from plasticlab.units import Slice
+
+
+def test_scores_are_normalised_mean_abs_activation():
+    a = torch.tensor([[0.0, 1.0, -3.0], [0.0, 3.0, 1.0]])  # mean |h| = 0, 2, 2 → layer mean 4/3
+    torch.testing.assert_close(redo_scores(a, 1), torch.tensor([0.0, 1.5, 1.5]))
+    conv = torch.zeros(2, 3, 2, 2)
+    conv[:, 1] = 1.0
+    torch.testing.assert_close(redo_scores(conv, 1), torch.tensor([0.0, 3.0, 0.0]))
+
+
+def test_lowest_mask_picks_lowest_eligible_scores():
+    score = torch.tensor([0.3, 0.1, 0.2, 0.0, 0.5])
+    eligible = torch.tensor([True, True, True, False, True])
+    assert lowest_mask(score, eligible, 2).tolist() == [False, True, True, False, False]
+    assert lowest_mask(score, eligible, torch.tensor(9.0)).tolist() == eligible.tolist()
+    assert not lowest_mask(score, eligible, 0).any()
+
+
+def test_planted_dormant_unit_is_reset_and_nothing_else_changes():
+    m = ReDo(every=5, tau=0.1)
+    d = Driver([m], build=mlp_builder(hidden=(8,)))
+    lin0, norm0, lin1 = d.model.linears[0], d.model.norms[0], d.model.head
+    with torch.no_grad():  # unit 3 of hidden0: LayerNorm gain 0, bias −1 → ReLU output 0 on every input
+        norm0.weight[3] = 0.0
+        norm0.bias[3] = -1.0
+    for step in range(1, 5):  # Adam moments become non-zero; no ReDo step yet (5 ∤ step)
+        d.step(step)
+    x, y = d.batch(5)
+    d.optimise(x, y)
+    before = snapshot(d.model, d.optimizer)
+    masks = [dormant_mask(layer, a, 0.1, 1.0) for layer, a in zip(d.units, d.ctx.activations, strict=True)]
+    assert masks[0].nonzero().flatten().tolist() == [3]
+    assert before["opt"]["linears.0.weight"]["exp_avg"][3].abs().sum() > 0
+
+    d.after(5, x)
+
+    g = d.ctx.generator("redo", "step", 5)
+    fresh_w = Slice(lin0.weight, 0, "uniform", 6**-0.5).draw(g)
+    fresh_b = Slice(lin0.bias, 0, "uniform", 6**-0.5).draw(g)
+    after = snapshot(d.model, d.optimizer)
+    changed = {
+        "linears.0.weight": (slice(3, 4), slice(None)),
+        "linears.0.bias": (slice(3, 4),),
+        "norms.0.weight": (slice(3, 4),),
+        "norms.0.bias": (slice(3, 4),),
+        "head.weight": (slice(None), slice(3, 4)),
+    }
+    torch.testing.assert_close(lin0.weight[3], fresh_w[3], rtol=0, atol=0)
+    torch.testing.assert_close(lin0.bias[3], fresh_b[3], rtol=0, atol=0)
+    assert norm0.weight[3] == 1.0 and norm0.bias[3] == 0.0
+    assert (lin1.weight[:, 3] == 0).all()
+    for name, value in before["params"].items():
+        keep = torch.ones_like(value, dtype=torch.bool)
+        if name in changed:
+            keep[changed[name]] = False
+            for k in ("exp_avg", "exp_avg_sq"):
+                assert (after["opt"][name][k][~keep] == 0).all(), (name, k)
+                assert torch.equal(after["opt"][name][k][keep], before["opt"][name][k][keep]), (name, k)
+        assert torch.equal(after["params"][name][keep], value[keep]), name
+        if name not in changed and name in before["opt"]:
+            for k, v in before["opt"][name].items():
+                assert torch.equal(after["opt"][name][k], v), (name, k)
+
+
+def test_max_fraction_resets_the_lowest_scores_first():
+    m = ReDo(every=1, tau=0.1, max_fraction=0.25)  # at most 2 of 8 units
+    d = Driver([m])
+    norm0 = d.model.norms[0]
+    with torch.no_grad():
+        norm0.weight[[1, 4, 6]] = 0.0
+        norm0.bias[1], norm0.bias[4], norm0.bias[6] = 0.02, -1.0, 0.01  # scores: 6 < 1, and 4 is 0
+    x, y = d.batch(0)
+    d.optimise(x, y)
+    score = redo_scores(d.ctx.activations[0], 1)
+    assert (score[[1, 4, 6]] <= 0.1).all() and score[4] < score[6] < score[1]
+    assert dormant_mask(d.units[0], d.ctx.activations[0], 0.1, 0.25).nonzero().flatten().tolist() == [4, 6]
+    kept = norm0.weight[1].item()
+    d.after(0, x)
+    assert norm0.weight[4] == 1.0 and norm0.weight[6] == 1.0 and norm0.weight[1] == kept
+
+
+def test_conv_channel_with_grouped_outgoing_columns():
+    m = ReDo(every=1, tau=0.1)
+    d = Driver([m], build=conv_builder(), n_in=50)
+    conv, head = d.model.conv, d.model.head
+    with torch.no_grad():
+        conv.weight[2] = 0.0
+        conv.bias[2] = -1.0
+    x, y = d.batch(0)
+    d.optimise(x, y)
+    before = snapshot(d.model, d.optimizer)
+    d.after(0, x)
+    g = d.ctx.generator("redo", "step", 0)
+    fresh = d.units[0].incoming[0].draw(g)
+    assert torch.equal(conv.weight[2], fresh[2])
+    assert torch.equal(conv.weight[[0, 1, 3]], before["params"]["conv.weight"][[0, 1, 3]])
+    assert (head.weight[:, 50:75] == 0).all()
+    assert torch.equal(head.weight[:, :50], before["params"]["head.weight"][:, :50])
+    assert torch.equal(head.weight[:, 75:], before["params"]["head.weight"][:, 75:])
+    assert (d.optimizer.state[head.weight]["exp_avg"][:, 50:75] == 0).all()
+    assert (d.optimizer.state[conv.weight]["exp_avg_sq"][2] == 0).all()
+    assert torch.equal(head.bias, before["params"]["head.bias"])
+
+
+def test_at_task_end_and_cadence():
+    m = ReDo(every=3, tau=0.1, at_task_end=True)
+    d = Driver([m])
+    with torch.no_grad():
+        d.model.norms[1].weight[0] = 0.0
+        d.model.norms[1].bias[0] = -1.0
+    d.run(1, 3, steps_per_task=100)  # steps 1, 2: no check
+    assert d.model.norms[1].weight[0] == 0.0
+    m.on_task_end(0)
+    assert d.model.norms[1].weight[0] == 1.0
+
+
+def test_sequence_units_act_dim_2():
+    a = torch.zeros(2, 3, 4)  # (B, L, units)
+    a[..., 1] = 2.0
+    a[0, 0, 3] = -6.0
+    # mean |h| per unit over (B, L) = 0, 2, 0, 1 → layer mean 0.75
+    torch.testing.assert_close(redo_scores(a, 2), torch.tensor([0.0, 2.0, 0.0, 1.0]) / 0.75)
+    m = ReDo(every=1, tau=0.1)
+    d = Driver([m], build=ff_builder())
+    with torch.no_grad():
+        d.model.wi.weight[5] = 0.0  # h_5 = ReLU(0) = 0 at every position
+    x, y = d.batch(0)
+    d.optimise(x, y)
+    before = snapshot(d.model, d.optimizer)
+    d.after(0, x)
+    assert (d.model.wi.weight[5] != 0).all() and (d.model.wo.weight[:, 5] == 0).all()
+    keep = torch.arange(8) != 5
+    assert torch.equal(d.model.wi.weight[keep], before["params"]["wi.weight"][keep])
+    assert torch.equal(d.model.wo.weight[:, keep], before["params"]["wo.weight"][:, keep])

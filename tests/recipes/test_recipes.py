@@ -1,0 +1,72 @@
+"""Every packaged recipe validates (both profiles, every point) and runs its quick profile at a
+reduced size: 2 tasks of 1 epoch, one seed, the first value of each grid axis."""
+
+import copy
+
+import pytest
+
+from plasticlab import recipes
+from plasticlab.registry import UserError
+from plasticlab.sweep.spec import load_sweep
+
+NAMES = recipes.names()
+
+
+def is_transfer(spec):
+    return "transfer" in spec
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_recipe_profiles_validate(name):
+    raw = recipes.load_recipe(name)
+    assert {"description", "claim", "measure", "profiles"} <= set(raw)
+    assert {"quick", "paper"} <= set(raw["profiles"])
+    assert raw["profiles"]["paper"].get("cost"), "the paper profile states its expected cost"
+    for profile in ("quick", "paper"):
+        spec = recipes.sweep_of(name, profile)
+        if is_transfer(spec):
+            from plasticlab.transfer import load_transfer_config
+
+            load_transfer_config(spec["transfer"])
+        else:
+            assert load_sweep(spec).points()
+
+
+def reduced(spec: dict) -> dict:
+    spec = copy.deepcopy(spec)
+    if is_transfer(spec):
+        t = spec["transfer"]
+        t["seeds"] = t["seeds"][:1]
+        t["source"]["environment"]["epochs_per_task"] = 1
+        t["target"]["samples_per_class"] = t["target"]["samples_per_class"][:1]
+        t["target"].pop("epochs", None)
+        t["target"]["steps"] = 5
+        return spec
+    base = spec["base"]
+    base["tasks"]["count"] = 2
+    base["environment"]["epochs_per_task"] = 1
+    base.setdefault("diagnostics", {})["probe_size"] = 64
+    spec["grid"] = {k: v[:1] for k, v in spec["grid"].items()}
+    spec["seeds"] = spec["seeds"][:1]
+    return spec
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_quick_profile_runs_at_reduced_size(name, tmp_path, monkeypatch):
+    monkeypatch.setattr(recipes, "sweep_of", lambda n, p="quick", _orig=recipes.sweep_of: reduced(_orig(n, p)))
+    root = recipes.run(name, profile="quick", out=tmp_path / name, progress=False)
+    assert (root / "recipe.yaml").exists()
+    if is_transfer(recipes.load_recipe(name)["profiles"]["quick"]):
+        assert (root / "results.csv").exists()
+    else:
+        assert (root / "report" / "report.md").exists()
+        from plasticlab.sweep import read_status_table
+
+        assert {r["status"] for r in read_status_table(root)} == {"done"}
+
+
+def test_unknown_recipe_and_profile():
+    with pytest.raises(UserError, match="unknown recipe"):
+        recipes.load_recipe("nope")
+    with pytest.raises(UserError, match="no profile"):
+        recipes.sweep_of("quickstart", "huge")

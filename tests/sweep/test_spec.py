@@ -1,0 +1,96 @@
+"""Sweep files: validation, grid × seeds expansion and run ids."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from plasticlab.config import DEFAULT_CONFIG, config_hash, load_config
+from plasticlab.registry import UserError
+from plasticlab.sweep import load_sweep
+from plasticlab.sweep.spec import run_id
+
+BASE = {"tasks": {"family": "permuted-pixels", "count": 2}, "model": {"name": "mlp", "hidden": [8]}}
+
+
+def test_expansion_is_grid_times_seeds_seed_major():
+    sweep = load_sweep(
+        {"base": BASE, "grid": {"optim.lr": [0.1, 0.01], "model.hidden": [[8], [16, 16]]}, "seeds": [0, 1]}
+    )
+    points = sweep.points()
+    assert len(points) == 2 * 2 * 2
+    assert [p.seed for p in points] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert [(p.values["optim.lr"], p.values["model.hidden"]) for p in points[:4]] == [
+        (0.1, [8]),
+        (0.1, [16, 16]),
+        (0.01, [8]),
+        (0.01, [16, 16]),
+    ]
+    p = points[3]
+    assert p.config["optim"]["lr"] == 0.01 and p.config["model"]["hidden"] == [16, 16] and p.config["seed"] == 0
+    assert p.config["optim"]["name"] == "adam"  # the rest of the section keeps its default
+    assert p.config["tasks"]["count"] == 2  # the base survives
+
+
+def test_ids_are_stable_distinct_and_readable():
+    raw = {"base": BASE, "grid": {"optim.lr": [0.1, 0.01], "method": [{"name": "none"}]}, "seeds": [0, 1, 2]}
+    ids = [p.id for p in load_sweep(raw).points()]
+    assert ids == [p.id for p in load_sweep(raw).points()]  # stable
+    assert len(set(ids)) == len(ids) == 6  # distinct
+    assert ids[0].startswith("lr=0.1_method=none-s0-") and re.fullmatch(r"[A-Za-z0-9._=+-]+", ids[0])
+    cfg = load_config({**BASE, "optim": {"lr": 0.1}, "seed": 0})
+    assert ids[0].endswith(config_hash(cfg))  # the hash of the resolved config
+
+
+def test_run_id_cuts_long_prefixes_and_cleans_characters():
+    rid = run_id({"method": {"name": "l2", "strength": 0.001}, "x.y": "a b/c" * 20}, 3, "abcdef123456")
+    assert rid.endswith("-s3-abcdef123456") and len(rid) <= 60 + len("-s3-abcdef123456")
+    assert rid.startswith("method=l2-strength=0.001-_y=a-b-c")
+    assert run_id({}, 1, "ff") == "s1-ff"
+
+
+def test_seeds_default_to_base_seed_and_missing_sections_start_from_defaults():
+    points = load_sweep({"base": {"seed": 4}, "grid": {"tasks.count": [2, 3]}}).points()
+    assert [p.seed for p in points] == [4, 4]
+    assert [p.config["tasks"]["count"] for p in points] == [2, 3]
+    assert points[0].config["tasks"]["family"] == DEFAULT_CONFIG["tasks"]["family"]
+
+
+def test_base_path_is_relative_to_the_sweep_file(tmp_path):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "base.yaml").write_text(yaml.safe_dump(BASE))
+    (tmp_path / "sw.yaml").write_text(yaml.safe_dump({"base": "cfg/base.yaml", "grid": {"optim.lr": [0.1]}}))
+    sweep = load_sweep(tmp_path / "sw.yaml")
+    assert sweep.base == BASE and sweep.name == "sw"
+    assert sweep.points()[0].config["model"]["hidden"] == [8]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"base": BASE, "grids": {}}, "unknown key 'grids'"),
+        ({"base": BASE, "grid": {"optim.lr": 0.1}}, "optim.lr: expected a non-empty list"),
+        ({"base": BASE, "grid": {"optim.lr": []}}, "non-empty list"),
+        ({"base": BASE, "grid": {"seed": [0, 1]}}, "put seeds under 'seeds"),
+        ({"base": BASE, "seeds": 3}, "seeds: expected a non-empty list of integers"),
+        ({"base": BASE, "seeds": [0, 0]}, "repeats a seed"),
+        ({"base": 5}, "base: expected a config mapping or the path"),
+        ({"base": BASE, "grid": ["optim.lr"]}, "grid: expected a mapping"),
+    ],
+)
+def test_bad_sweep_files_are_user_errors(raw, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_sweep(raw)
+
+
+def test_bad_points_and_duplicates_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match=r"sweep point \{optim\.lr=-1\} seed 0: config: optim.lr: must be > 0"):
+        load_sweep({"base": BASE, "grid": {"optim.lr": [0.1, -1]}}).points()
+    with pytest.raises(UserError, match=r"unknown key 'optim.rate'"):
+        load_sweep({"base": BASE, "grid": {"optim.rate": [0.1]}}).points()
+    with pytest.raises(UserError, match="give the same config"):
+        load_sweep({"base": BASE, "grid": {"optim.lr": [0.001, 1.0e-3]}}).points()
+    with pytest.raises(UserError, match="not found"):
+        load_sweep(tmp_path / "missing.yaml")
