@@ -11,9 +11,9 @@ import plasticlab
 from plasticlab import registry
 from plasticlab.api import resolve
 from plasticlab.engine import loop, packed
-from plasticlab.packing import run_packed as run_packed_dirs
 from plasticlab.registry import UserError
 from plasticlab.store import MetricsWriter
+from plasticlab.sweep.packed import run_packed as run_packed_dirs
 
 TINY = ["model.hidden=[32, 32]", "tasks.count=2", "environment.epochs_per_task=2", "optim.batch_size=100",
         "diagnostics.probe_size=128"]
@@ -195,3 +195,12 @@ def test_packing_api_refuses_incompatible_configs_before_writing(tmp_path):
     with pytest.raises(UserError, match="cannot pack"):
         run_packed_dirs(cfgs, outs=[tmp_path / "x", tmp_path / "y"])
     assert not (tmp_path / "x").exists()
+
+
+def test_packing_api_resume_with_members_at_different_points_runs_them_alone(tmp_path):
+    cfgs = [resolve(None, TINY + m) for m in MEMBERS[:2]]
+    outs = [tmp_path / "started", tmp_path / "fresh"]
+    plasticlab.run(cfgs[0], out=outs[0])  # finished
+    run_packed_dirs(cfgs, outs=outs, resume=True)
+    close(rows_of(outs[1]), rows_of(plasticlab.run(cfgs[1], out=tmp_path / "alone")))
+    assert json.loads((outs[1] / "provenance.json").read_text())["status"] == "done"

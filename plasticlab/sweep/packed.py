@@ -8,7 +8,7 @@ writes a single run's: ``config.yaml``, ``provenance.json`` (plus ``"packed": K`
 
 Example::
 
-    from plasticlab.packing import plan_packs, run_packed
+    from plasticlab.sweep.packed import plan_packs, run_packed
     packs, alone = plan_packs(cfgs, 16)          # alone: {index: why it cannot be packed}
     for idx in packs:
         run_packed([cfgs[i] for i in idx], outs=[dirs[i] for i in idx])
@@ -39,43 +39,45 @@ def run_packed(configs: list[str | Path | dict | RunConfig | None], *, outs: lis
     """Run K compatible configs together; member k's directory is ``outs[k]``. Returns the directories.
 
     Args:
-        configs: one config per member (as ``api.run`` takes them); ignored with ``resume``.
+        configs: one config per member (as ``api.run`` takes them); with ``resume``, only used for
+            members whose directory holds no run yet (may be None when all do).
         outs: run directories (created; must be empty unless ``resume``).
         device: ``auto``/``cpu``/``cuda``; overrides ``engine.device`` of every member.
-        resume: continue the members from their checkpoints. Members that stopped at different
-            steps (or that finished) are resumed one by one with ``api.run`` instead.
+        resume: continue the members that have a run directory from their checkpoints and start
+            the others. Members at different steps (or finished ones) cannot share a pack: each
+            is then started or resumed on its own with ``api.run``.
     Raises:
         UserError: bad config, missing data, a bad run directory, or configs that cannot share a
             pack (``plan_packs`` tells which can); nothing is written then.
     """
     dirs = [Path(o) for o in outs]
-    if resume:
-        for d in dirs:
-            if not (d / "config.yaml").is_file():
-                raise UserError(f"cannot resume {d}: no config.yaml there (is it a run directory?)")
-        cfgs = [load_config(read_yaml(d / "config.yaml")) for d in dirs]
-    else:
-        if len(configs) != len(dirs):
-            raise UserError(f"run_packed: {len(configs)} configs but {len(dirs)} run directories")
-        cfgs = [resolve(c) for c in configs]
-        for d in dirs:
-            if d.exists() and any(d.iterdir()):
-                raise UserError(f"run directory {d} is not empty (choose another --out, or --resume it)")
+    started = [resume and (d / "config.yaml").is_file() for d in dirs]
+    configs = list(configs) if configs is not None else [None] * len(dirs)
+    if len(configs) != len(dirs):
+        raise UserError(f"run_packed: {len(configs)} configs but {len(dirs)} run directories")
+    for d, c, old in zip(dirs, configs, started, strict=True):
+        if not old and resume and c is None:
+            raise UserError(f"cannot resume {d}: no config.yaml there (is it a run directory?)")
+        if not old and d.exists() and any(d.iterdir()):
+            raise UserError(f"run directory {d} is not empty (choose another --out, or --resume it)")
+    cfgs = [load_config(read_yaml(d / "config.yaml")) if old else resolve(c)
+            for d, c, old in zip(dirs, configs, started, strict=True)]
     for c in cfgs:
         if device is not None:
             c.engine.device = device
     dev = pick_device(cfgs[0].engine.device)
-    states = [load_checkpoint(d, map_location=dev) if resume else None for d in dirs]
-    if resume and (any(s is not None and s.get("done") for s in states)
-                   or len({None if s is None else int(s["step"]) for s in states}) > 1):
-        return [run_one(None, out=d, resume=True, device=device, progress=progress) for d in dirs]
+    states = [load_checkpoint(d, map_location=dev) if old else None for d, old in zip(dirs, started, strict=True)]
+    if (any(s is not None and s.get("done") for s in states)
+            or len({0 if s is None else int(s["step"]) for s in states}) > 1):
+        return [run_one(None if old else c, out=d, resume=old, device=device, progress=progress)
+                for d, c, old in zip(dirs, cfgs, started, strict=True)]
     try:
         pack = setup_pack(cfgs, dev)  # raises before anything is written
     except ValueError as e:
         raise UserError(str(e)) from None
     writers, lasts = [], [{} for _ in dirs]
-    for d, cfg, st in zip(dirs, cfgs, states, strict=True):
-        fresh = not resume or not (d / "provenance.json").exists()
+    for d, cfg, st, old in zip(dirs, cfgs, states, started, strict=True):
+        fresh = not old or not (d / "provenance.json").exists()
         d.mkdir(parents=True, exist_ok=True)
         if fresh:
             (d / "config.yaml").write_text(dump_yaml(cfg))
