@@ -5,11 +5,13 @@ Two configurations, both on random tensors of the real shapes (``benchmarks/thro
 * **EMNIST** (Liu & Mou): MLP 784→256×4→47, LayerNorm, Adam, batch 400, permuted pixels;
   a task is 200 epochs × 117 steps = 23,400 steps;
 * **random-label MNIST**: the same MLP with 10 outputs, batch 64, 5,120 images; a task is 80
-  epochs × 80 steps = 6,400 steps.
+  epochs × 80 steps = 6,400 steps;
+* **digits-64**: the default run's real data (1,437 images of 8×8, random labels) with an MLP
+  64→64×2→10, batch 64, diagnostics off — a run whose steps are bound by per-step overhead.
 
 Rows: the plain PyTorch loop (fp32), the engine (``loop.run``) in fp32 and bf16, compiled
 (``engine.compile``), and packed runs (``engine/packed.py``) of K ∈ {1, 4, 16, 64} members at
-batch 64. "samples/s" counts every member's samples and includes the task end (measures and
+batch 64 (each member a different seed). "samples/s" counts every member's samples and includes the task end (measures and
 diagnostics at their default cadence, once per task length above); GFLOP/s = 6 × linear-layer
 weights × samples/s. Every figure is the best of ``--rounds`` rounds (shared machines). Printed
 with the fp32 and bf16 matmul rooflines of this machine and the issue-10 targets.
@@ -39,7 +41,7 @@ best_of, engine_overrides, flops_per_sample, register_random, roofline, HIDDEN =
     tp.best_of, tp.engine_overrides, tp.flops_per_sample, tp.register_random, tp.roofline, tp.HIDDEN)
 
 
-DIGITS = {"name": "digits", "classes": 10, "steps_per_task": 10 * 22, "mlp": [64, 64]}
+DIGITS = {"name": "digits", "classes": 10, "n_train": 1437, "epochs": 10, "mlp": [64, 64]}
 """The built-in default run's data (real digits), with a small MLP: per-step overhead dominates."""
 SMALL = ["data.name=digits", "tasks.family=random-labels", "model.hidden=[64, 64]", "diagnostics.every=never"]
 
@@ -158,7 +160,7 @@ def main() -> None:
     print("-" * len(head))
     results: dict[tuple[str, str], float] = {}
     for (config, spec, batch, name, case, base), b in zip(rows, best, strict=False):
-        t = b["step"] + b.get("end", 0.0) / spec["steps_per_task"]
+        t = b["step"] + b.get("end", 0.0) / tp.steps_per_task(spec, batch)
         sps = len(getattr(case, "cfgs", [None])) * batch / t
         results[(config, name)] = sps
         widths = (64, spec["mlp"]) if "mlp" in spec else (784, HIDDEN)

@@ -36,9 +36,18 @@ from plasticlab.engine import loop
 from plasticlab.models.mlp import MLP
 
 HIDDEN = [256, 256, 256, 256]
-EMNIST = {"name": "random-emnist", "classes": 47, "train": 1000, "test": 400, "steps_per_task": 200 * 117}
-MNIST = {"name": "random-mnist", "classes": 10, "train": 512, "test": 100, "steps_per_task": 80 * 80}
+EMNIST = {"name": "random-emnist", "classes": 47, "train": 1000, "test": 400, "epochs": 200}
+MNIST = {"name": "random-mnist", "classes": 10, "train": 512, "test": 100, "epochs": 80}
 """Random-label MNIST as in DESIGN.md's example: 5,120 images, 80 epochs per task at batch 64."""
+
+
+def n_train(spec: dict) -> int:
+    return spec.get("n_train") or spec["classes"] * spec["train"]
+
+
+def steps_per_task(spec: dict, batch: int) -> int:
+    """Optimiser steps of one task of the paper setting: epochs × ⌊N / batch⌋."""
+    return spec["epochs"] * (n_train(spec) // batch)
 
 
 def register_random(spec: dict) -> None:
@@ -101,7 +110,7 @@ class PlainLoop:
         self.batch, self.device, self.precision, self.steps = batch, device, precision, steps
         self.model = MLP(784, HIDDEN, spec["classes"]).to(device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
-        n = spec["classes"] * spec["train"]
+        n = n_train(spec)
         self.x = torch.randn(n, 1, 28, 28, device=device)
         self.y = torch.randint(0, spec["classes"], (n,), device=device)
         self.steps, warm = 3, steps
@@ -128,7 +137,7 @@ class PlainLoop:
 
 def engine_overrides(spec: dict, batch: int, steps: int, *extra: str) -> list[str]:
     """A one-task run of exactly ``steps`` optimiser steps on ``spec``'s random data."""
-    per_epoch = spec["classes"] * spec.get("train", 0) // batch or 1437 // batch  # why: digits has 1,437 images
+    per_epoch = n_train(spec) // batch
     family = "permuted-pixels" if spec is EMNIST else "random-labels"
     return [f"data.name={spec['name']}", f"tasks.family={family}", "tasks.count=1", f"optim.batch_size={batch}",
             f"environment.epochs_per_task={steps / per_epoch}", "environment.compute_matched=false",
@@ -193,13 +202,13 @@ def main() -> None:
     for batch, steps in ((400, args.steps), (64, 4 * args.steps)):
         plain = best_of(PlainLoop(EMNIST, batch, device, steps=steps), args.rounds)
         eng = best_of(EngineRun(EMNIST, batch, steps, device), args.rounds)
-        eff = eng["step"] + eng["end"] / EMNIST["steps_per_task"]
+        eff = eng["step"] + eng["end"] / steps_per_task(EMNIST, batch)
         for name, t in (("plain PyTorch loop", plain["step"]), ("engine, training steps", eng["step"]),
                         ("engine, diagnostics every task", eff)):
             sps = batch / t
             print(f"{batch:>5}  {name:<36} {sps:>10.0f} {sps * fps / 1e9:>8.1f} {sps * fps / 1e9 / roof:>11.0%}")
         print(f"{'':>7}(task end: measures + diagnostics {eng['end']:.2f} s, once per "
-              f"{EMNIST['steps_per_task']} steps)")
+              f"{steps_per_task(EMNIST, batch)} steps)")
 
 
 if __name__ == "__main__":
