@@ -13,8 +13,9 @@ Rows: the plain PyTorch loop (fp32), the engine (``loop.run``) in fp32 and bf16,
 (``engine.compile``), and packed runs (``engine/packed.py``) of K ∈ {1, 4, 16, 64} members at
 batch 64 (each member a different seed). "samples/s" counts every member's samples and
 includes the task end (measures and diagnostics at their default cadence, once per task length
-above); GFLOP/s = 6 × linear-layer weights × samples/s. Every figure is the best of ``--rounds`` rounds (shared machines). Printed
-with the fp32 and bf16 matmul rooflines of this machine and the issue-10 targets.
+above); GFLOP/s = 6 × linear-layer weights × samples/s. Every figure is the best of
+``--rounds`` rounds (shared machines). Printed with the fp32 and bf16 matmul rooflines of this
+machine and the issue-10 targets.
 
 Usage::
 
