@@ -10,7 +10,7 @@ import torch
 import plasticlab
 from plasticlab import registry
 from plasticlab.api import resolve
-from plasticlab.engine import loop, packed
+from plasticlab.engine import accel, loop, packed
 from plasticlab.registry import UserError
 from plasticlab.store import MetricsWriter
 from plasticlab.sweep.packed import run_packed as run_packed_dirs
@@ -204,3 +204,13 @@ def test_packing_api_resume_with_members_at_different_points_runs_them_alone(tmp
     run_packed_dirs(cfgs, outs=outs, resume=True)
     close(rows_of(outs[1]), rows_of(plasticlab.run(cfgs[1], out=tmp_path / "alone")))
     assert json.loads((outs[1] / "provenance.json").read_text())["status"] == "done"
+
+
+def test_compiled_pack_equals_eager_pack(monkeypatch):
+    monkeypatch.setattr(accel, "BACKEND", "aot_eager")  # why: the same tracing as inductor, no C++ build
+    rows = {}
+    for name, extra in (("eager", []), ("compiled", ["engine.compile=true"])):
+        cfgs = [resolve(None, TINY + m + extra + ["method.name=redo", "method.every=5"]) for m in MEMBERS[:2]]
+        rows[name] = [[], []]
+        packed.run_packed(cfgs, [r.append for r in rows[name]])
+    close(rows["eager"], rows["compiled"], rel=1e-6)
