@@ -24,6 +24,7 @@ from plasticlab.store import (
     update_provenance,
     write_json,
 )
+from plasticlab.store.loggers import tee
 
 
 def resolve(config: str | Path | dict | RunConfig | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -35,6 +36,20 @@ def resolve(config: str | Path | dict | RunConfig | None = None, overrides: list
             return load_config(to_dict(config), overrides)
         return config
     return load_config(config, overrides)
+
+
+def make_loggers(cfg: RunConfig, run_dir: Path) -> list:
+    """The optional live loggers of ``engine.loggers`` (rows also go to metrics.jsonl)."""
+    from plasticlab.config import to_dict
+    from plasticlab.store.loggers import TensorBoardSink, WandbSink
+
+    out = []
+    for name in cfg.engine.loggers:
+        if name == "tensorboard":
+            out.append(TensorBoardSink(run_dir / "tensorboard"))
+        else:
+            out.append(WandbSink(dir=run_dir, config=to_dict(cfg), name=run_dir.name))
+    return out
 
 
 def default_out(cfg: RunConfig) -> Path:
@@ -90,6 +105,8 @@ def run(config: str | Path | dict | RunConfig | None = None, *, overrides: list[
     else:
         update_provenance(run_dir, status="running", resumed=True)
     writer = MetricsWriter(run_dir, truncate_to=state["metrics_bytes"] if state else 0)
+    loggers = make_loggers(cfg, run_dir)
+    sink = tee(writer, *loggers) if loggers else writer
     last = {}
 
     def save(st: dict) -> None:
@@ -98,7 +115,7 @@ def run(config: str | Path | dict | RunConfig | None = None, *, overrides: list[
 
     status = "failed"
     try:
-        engine_run(cfg, writer, save=save, resume=state, prepared=prepared, progress=progress)
+        engine_run(cfg, sink, save=save, resume=state, prepared=prepared, progress=progress)
         status = "done"
         if "state" in last:
             save_checkpoint(run_dir, {**last["state"], "done": True}, writer.tell())
@@ -112,6 +129,8 @@ def run(config: str | Path | dict | RunConfig | None = None, *, overrides: list[
         raise
     finally:
         writer.close()
+        for logger in loggers:
+            logger.close()
         from plasticlab.store.rundir import now
 
         update_provenance(run_dir, status=status, end=now())

@@ -148,6 +148,9 @@ class EngineConfig:
     eval_batch_size: int = 4096
     threads: int = 0
     """torch CPU threads (0 = torch's default)."""
+    loggers: list[Literal["tensorboard", "wandb"]] = field(default_factory=list)
+    """Also log rows to TensorBoard (RUN/tensorboard) and/or W&B (offline, under RUN/wandb);
+    extras: ``pip install 'plasticlab[loggers]'``. metrics.jsonl is always written."""
 
 
 @dataclass

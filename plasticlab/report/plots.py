@@ -1,7 +1,10 @@
 """PNG figures (matplotlib, Agg backend) in the papers' style.
 
 - ``curve_<measure>.png``: the measure at each task end (x = task), one line per group (mean over
-  seeds) with a shaded 95% CI band (stats.mean_ci; no band where n = 1).
+  seeds) with a shaded 95% CI band (stats.mean_ci; no band where n = 1). With more than
+  ``FACET_OVER`` groups and two or more grid keys there is one panel per value of the first key
+  (e.g. the environment), lines for the other keys in the same colours in every panel. Bands of
+  bounded measures (accuracies, BLEU, fractions) are clipped to [0, 1].
 - ``diagnostics.png``: one panel per diagnostic, same encoding.
 - ``final_task.png``: one panel per primary measure, a bar per group at its final task with the
   95% CI as an error bar.
@@ -19,9 +22,11 @@ matplotlib.use("Agg")  # why: reports are written on headless machines; never op
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from plasticlab.report.tables import Group  # noqa: E402
+from plasticlab.report.tables import Group, label  # noqa: E402
 
 DPI = 110
+FACET_OVER = 6
+BOUNDED = ("_acc", "bleu2", "_exact", "_fraction")
 
 
 def _series(g: Group, measure: str) -> tuple[list[int], list[float], list[float], list[float]]:
@@ -37,14 +42,20 @@ def _series(g: Group, measure: str) -> tuple[list[int], list[float], list[float]
     return xs, ys, lo, hi
 
 
-def _draw_curves(ax, gs: list[Group], measure: str) -> bool:
+def _draw_curves(ax, gs: list[Group], measure: str, labels: list[str] | None = None,
+                 colors: list[int] | None = None) -> bool:
     drawn = False
     for i, g in enumerate(gs):
         xs, ys, lo, hi = _series(g, measure)
         if not xs:
             continue
-        color = f"C{i % 10}"
-        ax.plot(xs, ys, color=color, label=g.name, marker="o" if len(xs) <= 20 else None, ms=3, lw=1.5)
+        if measure.endswith(BOUNDED):
+            lo, hi = [max(0.0, v) for v in lo], [min(1.0, v) for v in hi]
+        c = i if colors is None else colors[i]
+        color = f"C{c % 10}"
+        style = "-" if c < 10 else "--"
+        ax.plot(xs, ys, style, color=color, label=g.name if labels is None else labels[i],
+                marker="o" if len(xs) <= 20 else None, ms=3, lw=1.5)
         if any(a != b for a, b in zip(lo, hi, strict=True)):
             ax.fill_between(xs, lo, hi, color=color, alpha=0.2, lw=0)
         drawn = True
@@ -59,8 +70,50 @@ def _title(text: str, partial: bool) -> str:
     return text + (" (partial)" if partial else "")
 
 
+def _rest_label(g: Group, first: str) -> str:
+    return ", ".join(f"{k.split('.')[-1]}={label(v)}" for k, v in g.point.items() if k != first) or "all"
+
+
+def faceted_curve(path: Path, gs: list[Group], measure: str, *, partial: bool) -> Path | None:
+    """One panel per value of the first grid key; the other keys' lines share colours across panels."""
+    first = next(iter(gs[0].point))
+    panels: dict[str, list[Group]] = {}
+    for g in gs:
+        panels.setdefault(label(g.point[first]), []).append(g)
+    rests = list(dict.fromkeys(_rest_label(g, first) for g in gs))
+    n = len(panels)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows + 0.4 + 0.22 * len(rests)),
+                             squeeze=False, sharey=True)
+    try:
+        drawn = False
+        for ax, (value, members) in zip(axes.flat, panels.items(), strict=False):
+            labels = [_rest_label(g, first) for g in members]
+            drawn |= _draw_curves(ax, members, measure, labels, [rests.index(lb) for lb in labels])
+            ax.set_title(f"{first.split('.')[-1]}={value}", fontsize=9)
+        for ax in list(axes.flat)[n:]:
+            ax.axis("off")
+        if not drawn:
+            return None
+        handles = {}
+        for ax in axes.flat:
+            for h, lb in zip(*ax.get_legend_handles_labels(), strict=True):
+                handles.setdefault(lb, h)
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(3, len(handles)), fontsize=7,
+                   frameon=False)
+        fig.suptitle(_title(f"{measure} at each task end (mean ± 95% CI)", partial), fontsize=10)
+        fig.tight_layout(rect=(0, 0.06 + 0.03 * math.ceil(len(handles) / 3), 1, 0.95))
+        fig.savefig(path, dpi=DPI)
+        return path
+    finally:
+        plt.close(fig)
+
+
 def curve(path: Path, gs: list[Group], measure: str, *, partial: bool) -> Path | None:
     """The measure per task, a line and CI band per group; None when there is nothing to draw."""
+    if len(gs) > FACET_OVER and len(gs[0].point) >= 2:
+        return faceted_curve(path, gs, measure, partial=partial)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     try:
         if not _draw_curves(ax, gs, measure):

@@ -3,9 +3,9 @@
 import math
 
 import torch
-from tests.methods.methods_driver import Driver, conv_builder, ff_builder, mlp_builder, snapshot
 
 from plasticlab.methods.cbp import CBP, outgoing_magnitude
+from tests.methods.methods_driver import Driver, conv_builder, ff_builder, mlp_builder, snapshot
 
 
 def expected_counts(units: int, rate: float, maturity: int, steps: int) -> list[int]:

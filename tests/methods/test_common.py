@@ -4,11 +4,11 @@ import dataclasses
 
 import pytest
 import torch
-from tests.methods.methods_driver import BUSY, NAMES, Driver
 
 from plasticlab import registry
 from plasticlab.config import load_config, to_dict
 from plasticlab.registry import UserError
+from tests.methods.methods_driver import BUSY, NAMES, Driver
 
 
 def make(name: str):

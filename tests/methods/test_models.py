@@ -6,11 +6,11 @@ import io
 import pytest
 import torch
 import yaml
-from tests.methods.methods_driver import BUSY, NAMES
 
 from plasticlab import registry
 from plasticlab.api import resolve
 from plasticlab.engine import loop
+from tests.methods.methods_driver import BUSY, NAMES
 
 # why: vgg shares the cnn's unit map (ConvNet.unit_layers) and is too large for a unit test.
 MODELS = {"mlp": ["model.hidden=[16, 16]"],

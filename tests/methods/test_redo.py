@@ -1,11 +1,11 @@
 """ReDo on planted dormant units: exactly their entries change, as the definition says."""
 
 import torch
-from tests.methods.methods_driver import Driver, conv_builder, ff_builder, mlp_builder, snapshot
 
 from plasticlab.methods.common import lowest_mask
 from plasticlab.methods.redo import ReDo, dormant_mask, redo_scores
 from plasticlab.units import Slice
+from tests.methods.methods_driver import Driver, conv_builder, ff_builder, mlp_builder, snapshot
 
 
 def test_scores_are_normalised_mean_abs_activation():

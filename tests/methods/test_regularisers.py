@@ -1,11 +1,11 @@
 """l2, l2-init and spectral: gradients equal the analytic ones; spectral pulls σ_max to its target."""
 
 import torch
-from tests.methods.methods_driver import Driver, mlp_builder
 
 from plasticlab.methods.l2 import L2
 from plasticlab.methods.l2_init import L2Init
 from plasticlab.methods.spectral import Spectral, power_iteration_
+from tests.methods.methods_driver import Driver, mlp_builder
 
 
 def grads_of(d: Driver, method) -> dict[str, torch.Tensor | None]:

@@ -1,13 +1,13 @@
 """reset-frozen touches only mutually frozen units; head-reset and full-reset re-initialise."""
 
 import torch
-from tests.methods.methods_driver import Driver, snapshot
 
 from plasticlab.diagnostics.frozen import frozen_mask
 from plasticlab.methods.full_reset import FullReset
 from plasticlab.methods.head_reset import HeadReset
 from plasticlab.methods.reset_frozen import ResetFrozen
 from plasticlab.seeding import derived_seed
+from tests.methods.methods_driver import Driver, snapshot
 
 
 def plant_frozen(d: Driver) -> None:

@@ -1,10 +1,10 @@
 """Shrink & Perturb equals θ ← s·θ + σ·ε under the method's derived generator."""
 
 import torch
-from tests.methods.methods_driver import Driver
 
 from plasticlab.methods.common import whole_tensor_inits
 from plasticlab.methods.shrink_perturb import ShrinkPerturb
+from tests.methods.methods_driver import Driver
 
 
 def test_normal_noise_at_task_start_matches_formula():

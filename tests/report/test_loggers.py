@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from plasticlab.report.loggers import TensorBoardSink, replay, scalars, tee
+from plasticlab.store.loggers import TensorBoardSink, replay, scalars, tee
 
 EPOCH = {
     "event": "epoch",
@@ -64,7 +64,7 @@ def test_tensorboard_sink_writes_scalars(tmp_path):
 
 def test_wandb_offline_sink_logs_to_its_directory(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
-    from plasticlab.report.loggers import WandbSink
+    from plasticlab.store.loggers import WandbSink
 
     monkeypatch.setenv("WANDB_SILENT", "true")
     sink = WandbSink(dir=tmp_path, config={"seed": 0}, name="t")
@@ -74,3 +74,12 @@ def test_wandb_offline_sink_logs_to_its_directory(tmp_path, monkeypatch):
     sink.close()
     assert summary["task/train_acc"] == 0.9 and summary["task/index"] == 2 and summary["epoch/step"] == 46
     assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_engine_loggers_key_writes_tensorboard_events(tmp_path, tiny):
+    pytest.importorskip("tensorboard")
+    import plasticlab
+
+    d = plasticlab.run(None, overrides=tiny + ["engine.loggers=[tensorboard]"], out=tmp_path / "r")
+    assert list((d / "tensorboard").glob("events.out.tfevents.*"))
+    assert plasticlab.read_metrics(d, "task_end")

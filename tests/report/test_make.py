@@ -203,3 +203,33 @@ def test_bad_path_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no run"):
         make_report(tmp_path / "empty")
     assert not any(p.name.startswith(".report") for p in (tmp_path / "empty").iterdir())
+
+
+def test_many_groups_are_faceted_by_the_first_key(tmp_path):
+    from plasticlab.report import plots
+    from plasticlab.report.runs import load
+    from plasticlab.report.tables import groups
+
+    root = tmp_path / "sw"
+    root.mkdir()
+    index = []
+    for kind in ("abrupt", "task-sampling"):
+        for lr in (0.1, 0.01, 0.001, 0.0001):
+            rid = f"{kind}-{lr}"
+            index.append({"id": rid, "path": f"runs/{rid}", "seed": 0,
+                          "point": {"environment.kind": kind, "optim.lr": lr}})
+            write_run(root / "runs" / rid, seed=0, lr=lr, accs=[0.9, 0.5 + lr, 0.4])
+    (root / "sweep.yaml").write_text(yaml.safe_dump({"base": {}, "grid": {}}))
+    (root / "runs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in index))
+    gs = groups(load(root))
+    assert len(gs) == 8 > plots.FACET_OVER
+    calls = []
+    orig = plots.faceted_curve
+    plots.faceted_curve = lambda *a, **k: calls.append(1) or orig(*a, **k)
+    try:
+        out = plots.curve(tmp_path / "c.png", gs, "train_acc", partial=False)
+    finally:
+        plots.faceted_curve = orig
+    assert calls and out is not None
+    img = image.imread(out)
+    assert img.shape[1] > img.shape[0]  # panels side by side

@@ -6,12 +6,12 @@ import json
 import sys
 
 import pytest
-from tests.sweep import sweep_fakes as fakes
 
 from plasticlab.registry import UserError
 from plasticlab.report import make_report
 from plasticlab.sweep import read_status_table, run_sweep
 from plasticlab.sweep.executors import cores
+from tests.sweep import sweep_fakes as fakes
 
 RUNNER = "tests.sweep.sweep_fakes:fake_run"
 BASE = {"tasks": {"family": "permuted-pixels", "count": 3}, "model": {"name": "mlp", "hidden": [8]}}

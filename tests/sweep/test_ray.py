@@ -6,10 +6,10 @@ import csv
 import json
 
 import pytest
-from tests.sweep import sweep_fakes as fakes
 
 from plasticlab.sweep import run_sweep
 from plasticlab.sweep.executors import connect
+from tests.sweep import sweep_fakes as fakes
 
 ray = pytest.importorskip("ray")
 
