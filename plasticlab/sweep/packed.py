@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from plasticlab.api import resolve
+from plasticlab.api import make_loggers, resolve
 from plasticlab.api import run as run_one
 from plasticlab.config import RunConfig, dump_yaml, load_config, read_yaml
 from plasticlab.engine.loop import pick_device
@@ -28,6 +28,7 @@ from plasticlab.engine.packed import plan_packs, setup_pack
 from plasticlab.engine.packed import run_packed as engine_run_packed
 from plasticlab.registry import UserError
 from plasticlab.store import MetricsWriter, load_checkpoint, provenance, save_checkpoint, update_provenance, write_json
+from plasticlab.store.loggers import tee
 from plasticlab.store.rundir import now
 
 __all__ = ["plan_packs", "run_packed"]
@@ -75,7 +76,7 @@ def run_packed(configs: list[str | Path | dict | RunConfig | None], *, outs: lis
         pack = setup_pack(cfgs, dev)  # raises before anything is written
     except ValueError as e:
         raise UserError(str(e)) from None
-    writers, lasts = [], [{} for _ in dirs]
+    writers, sinks, loggers, lasts = [], [], [], [{} for _ in dirs]
     for d, cfg, st, old in zip(dirs, cfgs, states, started, strict=True):
         fresh = not old or not (d / "provenance.json").exists()
         d.mkdir(parents=True, exist_ok=True)
@@ -85,6 +86,8 @@ def run_packed(configs: list[str | Path | dict | RunConfig | None], *, outs: lis
         else:
             update_provenance(d, status="running", resumed=True)
         writers.append(MetricsWriter(d, truncate_to=st["metrics_bytes"] if st else 0))
+        loggers.append(make_loggers(cfg, d))
+        sinks.append(tee(writers[-1], *loggers[-1]) if loggers[-1] else writers[-1])
 
     def saver(k: int) -> Callable[[dict], None]:
         def save(state: dict) -> None:
@@ -95,7 +98,7 @@ def run_packed(configs: list[str | Path | dict | RunConfig | None], *, outs: lis
 
     statuses = ["failed"] * len(dirs)
     try:
-        result = engine_run_packed(cfgs, writers, saves=[saver(k) for k in range(len(dirs))], resumes=states,
+        result = engine_run_packed(cfgs, sinks, saves=[saver(k) for k in range(len(dirs))], resumes=states,
                                    prepared=pack, progress=progress)
         for k, diverged in enumerate(result):
             if diverged is None:
@@ -110,7 +113,9 @@ def run_packed(configs: list[str | Path | dict | RunConfig | None], *, outs: lis
             (d / "error.log").write_text(traceback.format_exc())
         raise
     finally:
-        for d, w, status in zip(dirs, writers, statuses, strict=True):
+        for d, w, member_loggers, status in zip(dirs, writers, loggers, statuses, strict=True):
             w.close()
+            for logger in member_loggers:
+                logger.close()
             update_provenance(d, status=status, end=now())
     return dirs
