@@ -12,7 +12,6 @@ task ends; ``train_step`` itself never syncs.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from plasticlab import diagnostics, registry, units
 from plasticlab.augment import augment
 from plasticlab.config import RunConfig
 from plasticlab.data import load_dataset
+from plasticlab.engine.accel import autocast, maybe_compile
 from plasticlab.engine.optim import make_optimizer
 from plasticlab.envs import build_schedule, steps_per_epoch
 from plasticlab.methods import MethodContext
@@ -74,6 +74,11 @@ class Setup:
     probe_idx: torch.Tensor | None
     n_train: int
     tasks: dict = field(default_factory=dict)
+    loss_fn: Callable | None = None
+    """``family.loss``, compiled when ``engine.compile`` (the step's forward + loss)."""
+
+    def __post_init__(self):
+        self.loss_fn = self.loss_fn or self.family.loss
 
     def task(self, t: int):
         """Task t, built on first use; only the tasks in use are kept."""
@@ -83,17 +88,21 @@ class Setup:
         return self.tasks[t]
 
 
-def setup(cfg: RunConfig, device: torch.device | None = None) -> Setup:
-    """Build data, model, optimiser, methods and schedule for ``cfg``."""
+def setup(cfg: RunConfig, device: torch.device | None = None, *, base: object | None = None) -> Setup:
+    """Build data, model, optimiser, methods and schedule for ``cfg``.
+
+    ``base``: the already loaded dataset of ``cfg`` (packed runs share one copy).
+    """
     device = device or pick_device(cfg.engine.device)
     if cfg.engine.threads:
         torch.set_num_threads(cfg.engine.threads)
     family = cfg.tasks
     d = cfg.data
-    base = (load_dataset(d.name, root=d.root, samples_per_class=d.samples_per_class,
-                         test_samples_per_class=d.test_samples_per_class, normalize=d.normalize,
-                         seed=cfg.seed, device=device)
-            if family.uses_data else family.prepare(cfg.seed, device))
+    if base is None:
+        base = (load_dataset(d.name, root=d.root, samples_per_class=d.samples_per_class,
+                             test_samples_per_class=d.test_samples_per_class, normalize=d.normalize,
+                             seed=cfg.seed, device=device)
+                if family.uses_data else family.prepare(cfg.seed, device))
     n_out, in_shape = family.n_outputs(base), family.input_shape(base)
     if cfg.augment.enabled and len(in_shape) != 3:
         raise UserError("config: augment.enabled: needs image data (C, H, W); set augment.enabled=false")
@@ -113,7 +122,7 @@ def setup(cfg: RunConfig, device: torch.device | None = None) -> Setup:
     if cfg.diagnostics.every != "never":
         probe_idx = diagnostics.probe_indices(cfg.seed, n_train, cfg.diagnostics.probe_size, device)
     return Setup(cfg, device, base, family, model, optimizer, unit_map, methods, ctx, schedule, env,
-                 probe_idx, n_train)
+                 probe_idx, n_train, loss_fn=maybe_compile(family.loss, cfg.engine.compile))
 
 
 def capture_hooks(s: Setup) -> list:
@@ -131,13 +140,15 @@ def capture_hooks(s: Setup) -> list:
 
 
 def train_step(s: Setup, x: torch.Tensor, target: torch.Tensor, step: int, acc: torch.Tensor) -> None:
-    """One optimiser step; adds (task loss, correct, count) to the device accumulator ``acc``."""
+    """One optimiser step; adds (task loss·n, correct, n) to the device accumulator ``acc``.
+
+    With ``engine.precision: bf16`` the forward and losses run under autocast; weights, gradients,
+    optimiser state, the loss and ``acc`` stay fp32 (``engine/accel.py``).
+    """
     if s.cfg.engine.channels_last and x.ndim == 4:
         x = x.contiguous(memory_format=torch.channels_last)
-    autocast = (torch.autocast(s.device.type, dtype=torch.bfloat16) if s.cfg.engine.precision == "bf16"
-                else contextlib.nullcontext())
-    with autocast:
-        loss, correct, n = s.family.loss(s.model, x, target)
+    with autocast(s.cfg.engine.precision, s.device):
+        loss, correct, n = s.loss_fn(s.model, x, target)
         total = loss
         for m in s.methods:
             extra = m.extra_loss(s.model)
@@ -149,8 +160,8 @@ def train_step(s: Setup, x: torch.Tensor, target: torch.Tensor, step: int, acc: 
     for m in s.methods:
         if step % m.every == 0:
             m.after_step(step, x)
-    n = n if torch.is_tensor(n) else torch.tensor(float(n), device=acc.device)  # token families count on device
-    acc += torch.stack([loss.detach().float() * n, correct.float(), n.float()])
+    n = n.float() if torch.is_tensor(n) else torch.full_like(acc[2], n)  # token families count on the device
+    acc += torch.stack([loss.detach().float() * n, correct.float(), n])
 
 
 def batch_indices(s: Setup, step: int, cache: dict) -> torch.Tensor:
