@@ -94,7 +94,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
     options = dict(executor=a.executor, workers=a.workers, address=a.address, out=a.out,
                    cpus_per_run=a.cpus_per_run, gpus_per_run=a.gpus_per_run, max_retries=a.max_retries,
-                   retry_failed=not a.no_retry_failed, progress=not a.quiet)
+                   retry_failed=not a.no_retry_failed, progress=not a.quiet, pack=a.pack)
     name = recipes.parse_ref(a.sweep)
     if name is not None:
         root = recipes.run(name, profile=a.profile, report=a.report, **options)
@@ -167,6 +167,8 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--gpus-per-run", type=float, default=0)
     w.add_argument("--max-retries", type=int, default=1, help="Ray retries of a failed run")
     w.add_argument("--no-retry-failed", action="store_true", help="leave runs that failed before")
+    w.add_argument("--pack", type=int, default=1, metavar="K",
+                   help="train up to K compatible grid points as one batched model (MLP families)")
     w.add_argument("--profile", default="quick", help="recipe profile: quick (CPU, minutes) or paper")
     w.add_argument("--report", action="store_true", help="write the report when the sweep ends")
     w.add_argument("--quiet", action="store_true")

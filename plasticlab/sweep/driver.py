@@ -32,7 +32,16 @@ from pathlib import Path
 import yaml
 
 from plasticlab.registry import UserError
-from plasticlab.sweep.execute import DEFAULT_RUNNER, FINAL, Job, Result, Runner, current_task, read_status
+from plasticlab.sweep.execute import (
+    DEFAULT_RUNNER,
+    FINAL,
+    Job,
+    Result,
+    Runner,
+    current_task,
+    execute_pack,
+    read_status,
+)
 from plasticlab.sweep.executors import EXECUTORS, make_executor
 from plasticlab.sweep.spec import Point, Sweep, load_sweep
 
@@ -53,6 +62,7 @@ def run_sweep(
     retry_failed: bool = True,
     progress: bool = True,
     runner: Runner | str = DEFAULT_RUNNER,
+    pack: int = 1,
 ) -> Path:
     """Run every (grid point, seed) of ``sweep`` that is not finished yet.
 
@@ -67,6 +77,9 @@ def run_sweep(
         retry_failed: resume runs a previous sweep left ``failed`` (``diverged`` is final).
         progress: show runs done / running / failed and running runs' tasks on stderr.
         runner: ``runner(config, *, out, resume) -> run dir``; default ``plasticlab.api.run``.
+        pack: train up to ``pack`` compatible points as one batched model (``--pack K``); packs
+            run in this process, one after another, before the other points go to ``executor``.
+            Points that cannot be packed run separately, and the sweep says why.
 
     Returns:
         The sweep directory. Failed runs do not raise: they are listed at the end (with their
@@ -78,6 +91,8 @@ def run_sweep(
         raise UserError(f"--address joins a Ray cluster: use it with --executor ray (not {executor})")
     if workers is not None and workers < 1:
         raise UserError(f"--workers must be ≥ 1 (got {workers})")
+    if pack < 1:
+        raise UserError(f"--pack must be ≥ 1 (got {pack})")
     spec = load_sweep(sweep)
     points = spec.points()
     root = Path(out) if out is not None else Path("sweeps") / spec.name
@@ -94,6 +109,7 @@ def run_sweep(
         if not todo:
             return root
         jobs = [job(root, p, runner) for p in todo]
+        packs, jobs = split_packs(jobs, pack) if pack > 1 else ([], jobs)
         ex = make_executor(
             executor,
             workers=workers,
@@ -106,6 +122,9 @@ def run_sweep(
         start = time.perf_counter()
         try:
             monitor.start()
+            for members in packs:
+                for result in execute_pack(members):
+                    monitor.finished(result)
             for result in ex.run(jobs):
                 monitor.finished(result)
         finally:
@@ -119,6 +138,19 @@ def run_sweep(
             for r in failures:
                 say(f"  {r.id}: {r.error} — log: {r.log}")
     return root
+
+
+def split_packs(jobs: list[Job], k: int) -> tuple[list[list[Job]], list[Job]]:
+    """Group jobs into packs of ≤ k compatible configs; the rest run separately (each said why)."""
+    from plasticlab.config import load_config
+    from plasticlab.sweep.packed import plan_packs
+
+    groups, alone = plan_packs([load_config(j.config) for j in jobs], k)
+    for i, why in alone.items():
+        say(f"{jobs[i].id}: runs separately ({why})")
+    packs = [[jobs[i] for i in idx] for idx in groups if len(idx) > 1]
+    packed = {i for idx in groups if len(idx) > 1 for i in idx}
+    return packs, [j for i, j in enumerate(jobs) if i not in packed]
 
 
 def read_status_table(root: str | Path) -> list[dict]:

@@ -117,3 +117,44 @@ def execute(job: Job) -> Result:
             status = "failed"
         print(f"== {dt.datetime.now().isoformat(timespec='seconds')} {status}", flush=True)
     return Result(job.id, status, time.perf_counter() - start, str(log), error, resume)
+
+
+def execute_pack(jobs: list[Job]) -> list[Result]:
+    """Run the jobs of one pack as one batched model (``plasticlab.sweep.packed.run_packed``).
+
+    The pack's output goes to the first member's log; the others' logs name it. A failure marks
+    every member that did not finish as failed (a re-run resumes them).
+    """
+    from plasticlab.sweep.packed import run_packed
+
+    if jobs[0].threads:
+        import torch
+
+        torch.set_num_threads(jobs[0].threads)
+    outs = [Path(j.out) for j in jobs]
+    resume = any((o / "config.yaml").is_file() for o in outs)
+    first = Path(jobs[0].log)
+    for j in jobs:
+        Path(j.log).parent.mkdir(parents=True, exist_ok=True)
+        if j is not jobs[0]:
+            with open(j.log, "a") as f:
+                print(f"== packed with {', '.join(x.id for x in jobs if x is not j)}; output in {first}", file=f)
+    error = None
+    start = time.perf_counter()
+    with open(first, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        print(f"== {dt.datetime.now().isoformat(timespec='seconds')} {'resume' if resume else 'start'} "
+              f"pack of {len(jobs)}: {', '.join(j.id for j in jobs)}", flush=True)
+        try:
+            run_packed([j.config for j in jobs], outs=outs, resume=resume)
+        except Exception as e:  # why: a failed pack is recorded, never raised into the sweep
+            traceback.print_exc(file=f)
+            error = f"{type(e).__name__}: {e}".splitlines()[0]
+    seconds = time.perf_counter() - start
+    results = []
+    for j in jobs:
+        status = read_status(j.out)
+        why = error if status not in FINAL else None
+        if status not in FINAL:
+            status, why = "failed", why or f"pack returned but the run's status is {status!r}"
+        results.append(Result(j.id, status, seconds, str(first if why else j.log), why, resume))
+    return results
