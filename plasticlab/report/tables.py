@@ -19,7 +19,8 @@ from typing import Any
 from plasticlab.report.runs import Collection, RunData
 from plasticlab.report.stats import Estimate, mean_ci
 
-MEASURES = ["train_acc", "test_acc", "train_loss", "test_loss", "train_bleu2", "test_bleu2", "train_exact", "test_exact"]
+MEASURES = ["train_acc", "test_acc", "train_loss", "test_loss", "train_bleu2", "test_bleu2",
+            "train_exact", "test_exact"]
 """Measure names fixed in DESIGN.md (plus the language families' exact match), in display order."""
 PRIMARY = ["train_acc", "test_acc", "train_bleu2", "test_bleu2"]
 """Measures drawn as final-task bars (losses only when none of these exists)."""
