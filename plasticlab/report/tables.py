@@ -18,6 +18,7 @@ from typing import Any
 
 from plasticlab.report.runs import Collection, RunData
 from plasticlab.report.stats import Estimate, mean_ci
+from plasticlab.sweep.spec import text
 
 MEASURES = ["train_acc", "test_acc", "train_loss", "test_loss", "train_bleu2", "test_bleu2",
             "train_exact", "test_exact"]
@@ -29,18 +30,8 @@ BOOKKEEPING = {"event", "task", "epoch", "steps", "step", "alpha", "phase", "tim
 
 
 def label(value: Any) -> str:
-    """Short readable text for a grid value: scalars as written, ``name(k=v)`` for tagged mappings."""
-    if isinstance(value, dict):
-        tag = next((k for k in ("name", "family", "kind") if k in value), None)
-        rest = ",".join(f"{k}={label(v)}" for k, v in value.items() if k != tag)
-        if tag is None:
-            return "{" + rest + "}"
-        return f"{value[tag]}({rest})" if rest else str(value[tag])
-    if isinstance(value, list):
-        return "[" + ",".join(label(v) for v in value) + "]"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+    """Short readable text for a grid value (the same text as in sweep run ids)."""
+    return text(value)
 
 
 def _is_number(v: Any) -> bool:
