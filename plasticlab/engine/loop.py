@@ -194,6 +194,11 @@ def measure_task(s: Setup, t: int) -> dict:
     return row
 
 
+def task_end_row(s: Setup, t: int, step: int) -> dict:
+    """The ``task_end`` row of task t, measured at the end of its pure phase (``phase: task``)."""
+    return {"event": "task_end", "task": t, "step": step, "phase": "task", **measure_task(s, t)}
+
+
 def run(cfg: RunConfig, sink: Sink, *, save: Callable[[dict], None] | None = None, resume: dict | None = None,
         device: torch.device | None = None, progress: Callable[[int, int, int], None] | None = None,
         prepared: Setup | None = None) -> Setup:
@@ -250,7 +255,7 @@ def run(cfg: RunConfig, sink: Sink, *, save: Callable[[dict], None] | None = Non
             if phase.kind == "task":
                 for m in s.methods:
                     m.on_task_end(t)
-                sink({"event": "task_end", "task": t, "step": phase.end, **measure_task(s, t)})
+                sink(task_end_row(s, t, phase.end))
                 if save:
                     save(state_of(s, phase.end, acc, row))
     finally:

@@ -438,7 +438,7 @@ def run_packed(cfgs: list[RunConfig], sinks: list[loop.Sink], *,
                     continue
                 for m in s.methods:
                     m.on_task_end(t)
-                sinks[k]({"event": "task_end", "task": t, "step": phase.end, **loop.measure_task(s, t)})
+                sinks[k](loop.task_end_row(s, t, phase.end))
                 if saves[k]:
                     saves[k](member_state(s, phase.end, acc[k], rows[k]))
     return status
