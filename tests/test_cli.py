@@ -56,3 +56,29 @@ def test_dry_run_prints_schedule():
 def test_data_list():
     r = cli("data", "list")
     assert r.returncode == 0 and "digits" in r.stdout and "embedded" in r.stdout
+
+
+def test_sweep_report_diagnose_and_recipes_end_to_end(tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(
+        "base: {tasks: {family: random-labels, count: 2}, environment: {epochs_per_task: 1},\n"
+        "       model: {name: mlp, hidden: [16]}, diagnostics: {probe_size: 64}}\n"
+        "grid: {environment.kind: [abrupt, task-sampling]}\n"
+        "seeds: [0]\n"
+    )
+    r = cli("sweep", str(sweep), "--out", str(tmp_path / "sw"), "--report", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "sw" / "report" / "report.html").exists() and "report:" in r.stdout
+    table = (tmp_path / "sw" / "status.csv").read_text()
+    assert table.count("done") == 2
+    again = cli("sweep", str(sweep), "--out", str(tmp_path / "sw"), "--quiet")
+    assert again.returncode == 0 and "2 already finished, 0 to run" in again.stderr
+    run_dir = next((tmp_path / "sw" / "runs").iterdir())
+    d = cli("diagnose", str(run_dir))
+    assert d.returncode == 0 and "frozen_fraction" in d.stdout and (run_dir / "diagnose.json").exists()
+    rep = cli("report", str(run_dir), "--out", str(tmp_path / "one"))
+    assert rep.returncode == 0 and (tmp_path / "one" / "report.md").exists()
+    lst = cli("recipes", "list")
+    assert lst.returncode == 0 and "quickstart" in lst.stdout and "zilly-transfer-size" in lst.stdout
+    show = cli("recipes", "show", "quickstart")
+    assert show.returncode == 0 and "profiles:" in show.stdout
