@@ -39,7 +39,6 @@ from plasticlab.sweep.execute import (
     Result,
     Runner,
     current_task,
-    execute_pack,
     read_status,
 )
 from plasticlab.sweep.executors import EXECUTORS, make_executor
@@ -77,9 +76,9 @@ def run_sweep(
         retry_failed: resume runs a previous sweep left ``failed`` (``diverged`` is final).
         progress: show runs done / running / failed and running runs' tasks on stderr.
         runner: ``runner(config, *, out, resume) -> run dir``; default ``plasticlab.api.run``.
-        pack: train up to ``pack`` compatible points as one batched model (``--pack K``); packs
-            run in this process, one after another, before the other points go to ``executor``.
-            Points that cannot be packed run separately, and the sweep says why.
+        pack: train up to ``pack`` compatible points as one batched model (``--pack K``); each
+            pack is one task of the executor (one process, one Ray task). Points that cannot be
+            packed run separately, and the sweep says why.
 
     Returns:
         The sweep directory. Failed runs do not raise: they are listed at the end (with their
@@ -122,10 +121,7 @@ def run_sweep(
         start = time.perf_counter()
         try:
             monitor.start()
-            for members in packs:
-                for result in execute_pack(members):
-                    monitor.finished(result)
-            for result in ex.run(jobs):
+            for result in ex.run([tuple(p) for p in packs] + jobs):
                 monitor.finished(result)
         finally:
             monitor.stop()

@@ -16,7 +16,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 FINAL = ("done", "diverged")
@@ -158,3 +158,22 @@ def execute_pack(jobs: list[Job]) -> list[Result]:
             status, why = "failed", why or f"pack returned but the run's status is {status!r}"
         results.append(Result(j.id, status, seconds, str(first if why else j.log), why, resume))
     return results
+
+
+Unit = Job | tuple[Job, ...]
+"""What an executor runs as one task: a job, or a pack of jobs trained as one batched model."""
+
+
+def jobs_of(unit: Unit) -> tuple[Job, ...]:
+    return unit if isinstance(unit, tuple) else (unit,)
+
+
+def execute_unit(unit: Unit) -> list[Result]:
+    """``execute`` a job or ``execute_pack`` a pack; one Result per job."""
+    return execute_pack(list(unit)) if isinstance(unit, tuple) else [execute(unit)]
+
+
+def with_threads(unit: Unit, threads: int) -> Unit:
+    """The unit with ``threads`` set on every job that does not set its own."""
+    fixed = tuple(replace(j, threads=j.threads or threads) for j in jobs_of(unit))
+    return fixed if isinstance(unit, tuple) else fixed[0]

@@ -20,12 +20,11 @@ import os
 import sys
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 from plasticlab.registry import UserError
-from plasticlab.sweep.execute import Job, Result, execute
+from plasticlab.sweep.execute import Result, Unit, execute_unit, jobs_of, with_threads
 
 EXECUTORS = ("local", "process", "ray")
 RAY_INSTALL = "pip install 'plasticlab[ray]'"
@@ -33,7 +32,8 @@ HINT = " (a script that calls run_sweep with executor='process' must do so under
 
 
 class Executor(Protocol):
-    def run(self, jobs: list[Job]) -> Iterator[Result]: ...
+    def run(self, units: list[Unit]) -> Iterator[Result]:
+        """Run every unit (a job, or a pack of jobs); yield one Result per job as they finish."""
 
     def close(self) -> None: ...
 
@@ -49,9 +49,9 @@ def cores() -> int:
 class LocalExecutor:
     """Runs jobs in this process, one after another."""
 
-    def run(self, jobs: list[Job]) -> Iterator[Result]:
-        for job in jobs:
-            yield execute(job)
+    def run(self, units: list[Unit]) -> Iterator[Result]:
+        for unit in units:
+            yield from execute_unit(unit)
 
     def close(self) -> None:
         pass
@@ -71,25 +71,23 @@ class ProcessExecutor:
         self.threads = max(1, cores() // self.workers)
         self.pool: ProcessPoolExecutor | None = None
 
-    def run(self, jobs: list[Job]) -> Iterator[Result]:
-        if not jobs:
+    def run(self, units: list[Unit]) -> Iterator[Result]:
+        if not units:
             return
         ctx = mp.get_context("spawn")  # why: fork after torch/threads start is unsafe
         self.pool = ProcessPoolExecutor(
-            min(self.workers, len(jobs)), mp_context=ctx, initializer=_init_worker, initargs=(self.threads,)
+            min(self.workers, len(units)), mp_context=ctx, initializer=_init_worker, initargs=(self.threads,)
         )
-        futures = {self.pool.submit(execute, replace(j, threads=j.threads or self.threads)): j for j in jobs}
+        futures = {self.pool.submit(execute_unit, with_threads(u, self.threads)): u for u in units}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                job = futures[fut]
                 try:
-                    yield fut.result()
+                    yield from fut.result()
                 except Exception as e:  # why: a worker that died (e.g. killed for memory) breaks the pool
-                    yield Result(
-                        job.id, "failed", 0.0, job.log, f"worker process failed: {type(e).__name__}: {e}{HINT}"
-                    )
+                    why = f"worker process failed: {type(e).__name__}: {e}{HINT}"
+                    yield from (Result(j.id, "failed", 0.0, j.log, why) for j in jobs_of(futures[fut]))
 
     def close(self) -> None:
         if self.pool is not None:
@@ -101,11 +99,12 @@ class RunFailed(RuntimeError):
     """Raised inside a Ray task for a failed run, so that Ray retries it."""
 
 
-def _ray_execute(job: Job) -> Result:
-    result = execute(job)
-    if result.status == "failed":
-        raise RunFailed(f"{result.error} (log: {result.log})")
-    return result
+def _ray_execute(unit: Unit) -> list[Result]:
+    results = execute_unit(unit)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise RunFailed(f"{failed[0].error} (log: {failed[0].log})")
+    return results
 
 
 def connect(address: str | None = None, workers: int | None = None) -> bool:
@@ -159,18 +158,18 @@ class RayExecutor:
             num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries, retry_exceptions=True
         )(_ray_execute)
 
-    def run(self, jobs: list[Job]) -> Iterator[Result]:
-        refs = {self.task.remote(replace(j, threads=j.threads or self.threads)): j for j in jobs}
+    def run(self, units: list[Unit]) -> Iterator[Result]:
+        refs = {self.task.remote(with_threads(u, self.threads)): u for u in units}
         pending = list(refs)
         while pending:
             ready, pending = self.ray.wait(pending, num_returns=1)
             for ref in ready:
-                job = refs[ref]
                 try:
-                    yield self.ray.get(ref)
+                    yield from self.ray.get(ref)
                 except Exception as e:  # why: retries exhausted, or the worker/node died
                     cause = getattr(e, "cause", None) or e
-                    yield Result(job.id, "failed", 0.0, job.log, f"{type(cause).__name__}: {cause}".splitlines()[0])
+                    why = f"{type(cause).__name__}: {cause}".splitlines()[0]
+                    yield from (Result(j.id, "failed", 0.0, j.log, why) for j in jobs_of(refs[ref]))
 
     def close(self) -> None:
         if self.started:

@@ -21,9 +21,10 @@ def rows(root, rid):
     return plasticlab.read_metrics(root / "runs" / rid, "task_end")
 
 
-def test_packed_sweep_equals_separate_runs(tmp_path, capsys):
+@pytest.mark.parametrize("executor", ["local", "process"])
+def test_packed_sweep_equals_separate_runs(tmp_path, capsys, executor):
     spec = sweep([{"name": "mlp", "hidden": [32, 32]}, {"name": "cnn", "channels": [4]}])
-    packed = run_sweep(spec, out=tmp_path / "p", pack=4, progress=False)
+    packed = run_sweep(spec, out=tmp_path / "p", pack=4, progress=False, executor=executor, workers=2)
     assert "runs separately" in capsys.readouterr().err  # the cnn points cannot be packed
     alone = run_sweep(spec, out=tmp_path / "s", progress=False)
     ids = [json.loads(x)["id"] for x in (packed / "runs.jsonl").read_text().splitlines()]

@@ -68,3 +68,17 @@ def test_ray_real_runs_on_digits(tmp_path, local_ray):
         rows = [json.loads(x) for x in (root / json.loads(line)["path"] / "metrics.jsonl").read_text().splitlines()]
         ends = [r for r in rows if r["event"] == "task_end"]
         assert [r["task"] for r in ends] == [0, 1] and all(0.0 <= r["train_acc"] <= 1.0 for r in ends)
+
+
+def test_ray_runs_a_pack_as_one_task(tmp_path, local_ray):
+    spec = {
+        "base": {"tasks": {"family": "random-labels", "count": 2}, "environment": {"epochs_per_task": 1},
+                 "model": {"name": "mlp", "hidden": [16]}, "diagnostics": {"every": "never"}},
+        "grid": {"optim.lr": [1.0e-3, 1.0e-2]},
+        "seeds": [0, 1],
+    }
+    root = run_sweep(spec, executor="ray", out=tmp_path / "sw", pack=4, progress=False)
+    assert statuses(root) == ["done"] * 4
+    for line in (root / "runs.jsonl").read_text().splitlines():
+        prov = json.loads((root / json.loads(line)["path"] / "provenance.json").read_text())
+        assert prov["packed"] == 4
