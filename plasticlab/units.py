@@ -108,18 +108,24 @@ def build(model: nn.Module) -> list[UnitLayer]:
     return fn()
 
 
-def linear_slices(lin: nn.Linear, dim: int) -> list[Slice]:
-    """Slices of a PyTorch-default-initialised Linear: weight and bias ~ U(±1/√fan_in).
+def default_init_slices(weight: torch.Tensor, bias: torch.Tensor | None, fan_in: int, dim: int) -> list[Slice]:
+    """Slices of a layer with PyTorch's default init (weight and bias ~ U(±1/√fan_in)).
 
-    ``dim=0`` gives the incoming side (rows + bias); ``dim=1`` the outgoing side (columns only).
+    ``dim=0`` gives the incoming side (output rows/channels + bias); ``dim=1`` the outgoing side
+    (input columns/channels of the weight only).
     """
-    bound = 1.0 / math.sqrt(lin.in_features)
+    bound = 1.0 / math.sqrt(fan_in)
     if dim == 1:
-        return [Slice(lin.weight, 1, "uniform", bound)]
-    out = [Slice(lin.weight, 0, "uniform", bound)]
-    if lin.bias is not None:
-        out.append(Slice(lin.bias, 0, "uniform", bound, is_weight=False))
+        return [Slice(weight, 1, "uniform", bound)]
+    out = [Slice(weight, 0, "uniform", bound)]
+    if bias is not None:
+        out.append(Slice(bias, 0, "uniform", bound, is_weight=False))
     return out
+
+
+def linear_slices(lin: nn.Linear, dim: int) -> list[Slice]:
+    """Slices of a PyTorch-default-initialised Linear (``default_init_slices``)."""
+    return default_init_slices(lin.weight, lin.bias, lin.in_features, dim)
 
 
 def norm_slices(norm: nn.Module | None) -> list[Slice]:

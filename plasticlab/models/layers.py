@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plasticlab.registry import UserError
-from plasticlab.units import Slice
+from plasticlab.units import Slice, default_init_slices
 
 ConvNorm = Literal["none", "batchnorm", "groupnorm", "layernorm"]
 
@@ -101,14 +101,7 @@ def conv_slices(conv: nn.Conv2d, dim: int) -> list[Slice]:
     """
     if conv.groups != 1:
         raise ValueError("conv_slices: grouped convolutions are not unit-mapped")
-    fan_in = conv.weight[0].numel()
-    bound = 1.0 / math.sqrt(fan_in)
-    if dim == 1:
-        return [Slice(conv.weight, 1, "uniform", bound)]
-    out = [Slice(conv.weight, 0, "uniform", bound)]
-    if conv.bias is not None:
-        out.append(Slice(conv.bias, 0, "uniform", bound, is_weight=False))
-    return out
+    return default_init_slices(conv.weight, conv.bias, conv.weight[0].numel(), dim)
 
 
 def linear_column_slices(lin: nn.Linear, group: int = 1) -> list[Slice]:
