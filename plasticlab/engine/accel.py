@@ -6,7 +6,7 @@
   terms and the device accumulators stay fp32: autocast only casts *copies* of the weights
   for the matmuls, and backward returns fp32 gradients for the fp32 leaves.
 * ``compile: true`` wraps the step's forward + loss (and, through AOTAutograd, its backward)
-  in ``torch.compile``. Method hooks (``extra_loss``, ``after_step``) and the optimiser run
+  in ``torch.compile``. Method hooks (``extra_loss``, ``add_grad``, ``after_step``) and the optimiser run
   outside the compiled region, exactly as in eager mode. The fused optimiser kernel already
   is one pass per tensor, so compiling ``optimizer.step`` gains nothing (docs/performance.md).
   Where compiling is unavailable or fails (no C++ compiler, an unsupported platform or op),

@@ -156,6 +156,8 @@ def train_step(s: Setup, x: torch.Tensor, target: torch.Tensor, step: int, acc: 
                 total = total + extra
     s.optimizer.zero_grad(set_to_none=True)
     total.backward()
+    for m in s.methods:
+        m.add_grad()
     s.optimizer.step()
     for m in s.methods:
         if step % m.every == 0:

@@ -331,7 +331,8 @@ def packed_step(p: Pack, x: torch.Tensor, target: torch.Tensor, step: int, acc: 
     """One optimiser step of every member; adds (loss·n, correct, n) to row k of ``acc`` (K, 3).
 
     Same order as ``loop.train_step``: forward + losses (+ each member's method loss terms),
-    zero grads, backward, each member's optimiser step, each member's ``after_step`` hooks.
+    zero grads, backward, each member's ``add_grad`` hooks, each member's optimiser step, each
+    member's ``after_step`` hooks.
     No host sync.
     """
     ms = p.members
@@ -346,6 +347,9 @@ def packed_step(p: Pack, x: torch.Tensor, target: torch.Tensor, step: int, acc: 
     p.net.zero_grad()
     total.backward()
     p.net.collect_grads()
+    for s in ms:
+        for m in s.methods:
+            m.add_grad()  # member k's .grad are views of row k of the stacked gradients
     step_optimizers([s.optimizer for s in ms])
     for i, a in enumerate(acts):
         for k, s in enumerate(ms):

@@ -3,7 +3,9 @@
 The loop (``plasticlab.engine.loop``) owns the order. Per optimiser step::
 
     out = model(x); loss = task_loss + Σ m.extra_loss(model)      # inside the graph
-    optimizer.zero_grad(); loss.backward(); optimizer.step()
+    optimizer.zero_grad(); loss.backward()
+    for m in methods: m.add_grad()                                  # known gradients of penalties
+    optimizer.step()
     for m in methods: if step % m.every == 0: m.after_step(step, x)   # device ops only
 
 and at task boundaries ``on_task_start(task)`` (before the task's first step) and
@@ -62,6 +64,12 @@ class Method(Protocol):
     def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
         """A loss term added inside the graph before backward. No host sync."""
 
+    def add_grad(self) -> None:
+        """After backward, before optimizer.step(): add a penalty's closed-form gradient to the
+        parameters' ``.grad`` in place (creating it where None). No host sync. # why: the same
+        update as an ``extra_loss`` term, without autograd nodes per parameter (l2 made a
+        batch-64 step 37% slower through autograd, 2% this way)."""
+
     def after_step(self, step: int, x: torch.Tensor) -> None:
         """After optimizer.step() when ``step % every == 0``; ``x`` is the step's input batch.
         Device ops only: choose with masks, never with .item()."""
@@ -90,6 +98,9 @@ class MethodDefaults:
 
     def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
         return None
+
+    def add_grad(self) -> None:
+        pass
 
     def after_step(self, step: int, x: torch.Tensor) -> None:
         pass

@@ -46,6 +46,14 @@ def penalised_parameters(model: nn.Module, exclude_bias_norm: bool) -> list[nn.P
     return [p for p in params if p.requires_grad]
 
 
+def grads_of(params: list[nn.Parameter]) -> list[torch.Tensor]:
+    """Each parameter's ``.grad``; a missing one (parameter unused by the loss) becomes zeros."""
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    return [p.grad for p in params]
+
+
 def weight_matrices(model: nn.Module) -> list[nn.Parameter]:
     """Trainable parameters with ≥ 2 dims (linear weights, conv kernels, embeddings)."""
     return [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]

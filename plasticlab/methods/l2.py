@@ -1,7 +1,8 @@
 """``l2``: plain L2 regularisation as a loss term, λ·Σ‖θ‖² (sum of squares, no ½).
 
 Config: ``method: {name: l2, coef: 1.0e-3, exclude_bias_norm: false}``. The gradient it adds is
-2λθ. Unlike ``optim.weight_decay`` it is part of the loss, so Adam rescales it (coupled L2).
+2λθ (added to ``.grad`` after backward, ``add_grad``: the term's exact gradient without autograd
+nodes). Unlike ``optim.weight_decay`` it is part of the loss, so Adam rescales it (coupled L2).
 """
 
 from __future__ import annotations
@@ -9,17 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from plasticlab import registry
 from plasticlab.methods.base import MethodContext, MethodDefaults
-from plasticlab.methods.common import penalised_parameters
+from plasticlab.methods.common import grads_of, penalised_parameters
 from plasticlab.registry import UserError
-
-
-def sum_of_squares(params: list[torch.Tensor]) -> torch.Tensor:
-    """Σ_p Σ_i p_i², as one differentiable 0-dim tensor."""
-    return torch.stack([p.float().pow(2).sum() for p in params]).sum()
 
 
 @registry.register(registry.METHODS, "l2")
@@ -41,5 +36,6 @@ class L2(MethodDefaults):
         self.ctx_ = ctx
         self.params_ = penalised_parameters(ctx.model, self.exclude_bias_norm)
 
-    def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
-        return self.coef * sum_of_squares(self.params_)
+    @torch.no_grad()
+    def add_grad(self) -> None:
+        torch._foreach_add_(grads_of(self.params_), self.params_, alpha=2 * self.coef)

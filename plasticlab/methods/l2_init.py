@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from plasticlab import registry
 from plasticlab.methods.base import MethodContext, MethodDefaults
-from plasticlab.methods.common import penalised_parameters
+from plasticlab.methods.common import grads_of, penalised_parameters
 from plasticlab.registry import UserError
 
 
@@ -38,9 +37,10 @@ class L2Init(MethodDefaults):
         self.params_ = penalised_parameters(ctx.model, self.exclude_bias_norm)
         self.anchor_ = [p.detach().clone() for p in self.params_]
 
-    def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
-        sq = [(p.float() - a.float()).pow(2).sum() for p, a in zip(self.params_, self.anchor_, strict=True)]
-        return self.coef * torch.stack(sq).sum()
+    @torch.no_grad()
+    def add_grad(self) -> None:
+        grads = grads_of(self.params_)
+        torch._foreach_add_(grads, torch._foreach_sub(self.params_, self.anchor_), alpha=2 * self.coef)
 
     def state_dict(self) -> dict:
         return {"anchor": [a.clone() for a in self.anchor_]}

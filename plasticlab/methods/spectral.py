@@ -6,7 +6,8 @@ persistent vectors u, v (``iterations`` rounds per step, run before the penalty 
 
     v ← normalise(Wᵀu),  u ← normalise(W v),  σ = uᵀ W v
 
-The gradient flows through σ = uᵀWv with u, v held constant, i.e. ∂σ/∂W = u vᵀ. ``target`` is
+The gradient treats u, v as constants, ∂σ/∂W = u vᵀ, so the term adds 2λ(σ − target)·u vᵀ to
+W's ``.grad`` after backward (``add_grad``; σ in fp32, also under ``precision: bf16``). ``target`` is
 each matrix's exact σ_max at setup (default) or one fixed number for all. Config:
 ``method: {name: spectral, coef: 0.1, iterations: 2, target: null}``.
 """
@@ -17,11 +18,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from plasticlab import registry
 from plasticlab.methods.base import MethodContext, MethodDefaults
-from plasticlab.methods.common import weight_matrices
+from plasticlab.methods.common import grads_of, weight_matrices
 from plasticlab.registry import UserError
 
 
@@ -41,7 +41,7 @@ def as_matrix(p: torch.Tensor) -> torch.Tensor:
 @registry.register(registry.METHODS, "spectral")
 @dataclass
 class Spectral(MethodDefaults):
-    """Loss term λ·Σ_W (uᵀWv − target_W)² with power-iteration vectors u, v kept across steps."""
+    """Penalty λ·Σ_W (uᵀWv − target_W)² with power-iteration vectors u, v kept across steps."""
 
     name: str = "spectral"
     coef: float = 0.1
@@ -78,14 +78,15 @@ class Spectral(MethodDefaults):
             return [u @ as_matrix(p).float() @ v
                     for p, u, v in zip(self.weights_, self.u_, self.v_, strict=True)]
 
-    def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
-        terms = []
-        for p, u, v, t in zip(self.weights_, self.u_, self.v_, self.target_, strict=True):
-            w = as_matrix(p)
-            power_iteration_(w.detach(), u, v, self.iterations)
-            sigma = u.to(w.dtype) @ w @ v.to(w.dtype)  # u, v are constants: ∂σ/∂W = u vᵀ
-            terms.append((sigma.float() - t).pow(2))
-        return self.coef * torch.stack(terms).sum()
+    @torch.no_grad()
+    def add_grad(self) -> None:
+        """Refine u, v; then ∂/∂W λ(σ − target)² = 2λ(σ − target)·u vᵀ with σ = uᵀWv."""
+        grads = grads_of(self.weights_)
+        for p, g, u, v, t in zip(self.weights_, grads, self.u_, self.v_, self.target_, strict=True):
+            w = as_matrix(p).float()
+            power_iteration_(w, u, v, self.iterations)
+            scale = 2 * self.coef * (u @ w @ v - t)
+            g.add_(torch.outer(u * scale, v).view(p.shape).to(g.dtype))
 
     def state_dict(self) -> dict:
         return {"u": [u.clone() for u in self.u_], "v": [v.clone() for v in self.v_],

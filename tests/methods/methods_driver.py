@@ -1,6 +1,6 @@
 """A tiny stand-in for the engine loop that calls methods exactly as the protocol says.
 
-Per step: loss = CE + Σ extra_loss → zero_grad → backward → optimizer.step → after_step (cadence
+Per step: loss = CE + Σ extra_loss → zero_grad → backward → add_grad → optimizer.step → after_step (cadence
 ``every``, config order); ``on_task_start``/``on_task_end`` at task boundaries; activations of
 each unit layer captured by forward hooks when a method sets ``capture``.
 """
@@ -158,6 +158,8 @@ class Driver:
                 loss = loss + extra
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for m in self.methods:
+            m.add_grad()
         self.optimizer.step()
 
     def after(self, step: int, x: torch.Tensor) -> None:

@@ -72,7 +72,7 @@ SYNCS = ["item", "tolist", "cpu", "numpy", "nonzero", "__bool__", "__float__", "
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_no_host_sync_in_extra_loss_and_after_step(name, monkeypatch):
+def test_no_host_sync_in_extra_loss_add_grad_and_after_step(name, monkeypatch):
     m = dataclasses.replace(make(name), **({"every": 1} if name in ("redo", "shrink-perturb") else {}))
     d = Driver([m])
     d.run(0, 4, steps_per_task=100)  # state is warm (CBP has mature units, etc.)
@@ -85,6 +85,10 @@ def test_no_host_sync_in_extra_loss_and_after_step(name, monkeypatch):
     total = loss if extra is None else loss + extra
     d.optimizer.zero_grad(set_to_none=True)
     total.backward()
+    with monkeypatch.context() as mp:
+        for attr in SYNCS:
+            mp.setattr(torch.Tensor, attr, _raise)
+        m.add_grad()
     d.optimizer.step()  # torch's Adam reads its step count with .item(): outside the patched region
     with monkeypatch.context() as mp:
         for attr in SYNCS:
