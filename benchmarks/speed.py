@@ -184,8 +184,11 @@ def main() -> None:
             r = results[("EMNIST b400", name)] / plain
             print(f"  {name} ≥ 3× the plain fp32 loop at batch 400: {r:.2f}× {'met' if r >= 3 else 'NOT met'}")
     if ("RL-MNIST b64", "packed K=16 fp32") in results:
-        r = results[("RL-MNIST b64", "packed K=16 fp32")] / results[("RL-MNIST b64", "engine fp32")]
-        print(f"  packed K=16 ≥ 2× 16 sequential runs at batch 64: {r:.2f}× {'met' if r >= 2 else 'NOT met'}")
+        single = results[("RL-MNIST b64", "engine fp32")]
+        r = results[("RL-MNIST b64", "packed K=16 fp32")] / single
+        bound = roof32 / (single * flops_per_sample(784, HIDDEN, MNIST["classes"]) / 1e9)
+        print(f"  packed K=16 ≥ 2× 16 sequential runs at batch 64: {r:.2f}× {'met' if r >= 2 else 'NOT met'} "
+              f"(the fp32 roofline bounds any pack at {bound:.2f}× the single run)")
 
 
 if __name__ == "__main__":
