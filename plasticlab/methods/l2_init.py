@@ -12,29 +12,20 @@ from dataclasses import dataclass
 import torch
 
 from plasticlab import registry
-from plasticlab.methods.base import MethodContext, MethodDefaults
-from plasticlab.methods.common import grads_of, penalised_parameters
-from plasticlab.registry import UserError
+from plasticlab.methods.base import MethodContext
+from plasticlab.methods.common import grads_of
+from plasticlab.methods.l2 import L2
 
 
 @registry.register(registry.METHODS, "l2-init")
 @dataclass
-class L2Init(MethodDefaults):
-    """Loss term λ·Σ (θ − θ₀)²; gradient 2λ(θ − θ₀)."""
+class L2Init(L2):
+    """Loss term λ·Σ (θ − θ₀)²; gradient 2λ(θ − θ₀). Options and validation as ``l2``."""
 
     name: str = "l2-init"
-    coef: float = 1.0e-3
-    """λ."""
-    exclude_bias_norm: bool = False
-    """Leave biases and norm gains/biases out of the penalty."""
-
-    def validate(self, key: str) -> None:
-        if self.coef < 0:
-            raise UserError(f"config: {key}.coef: must be ≥ 0, got {self.coef}")
 
     def setup(self, ctx: MethodContext) -> None:
-        self.ctx_ = ctx
-        self.params_ = penalised_parameters(ctx.model, self.exclude_bias_norm)
+        super().setup(ctx)
         self.anchor_ = [p.detach().clone() for p in self.params_]
 
     @torch.no_grad()
