@@ -5,10 +5,11 @@
   gradients, optimiser state, the loss (``F.cross_entropy`` on ``out.float()``), method loss
   terms and the device accumulators stay fp32: autocast only casts *copies* of the weights
   for the matmuls, and backward returns fp32 gradients for the fp32 leaves.
-* ``compile: true`` wraps the step's forward + loss (and, through AOTAutograd, its backward)
-  in ``torch.compile``. Method hooks (``extra_loss``, ``add_grad``, ``after_step``) and the optimiser run
-  outside the compiled region, exactly as in eager mode. The fused optimiser kernel already
-  is one pass per tensor, so compiling ``optimizer.step`` gains nothing (docs/performance.md).
+* ``compile: true`` compiles the whole step — forward, loss, backward and the Adam update — into
+  one graph where the run allows it (``engine/whole_step.py``: Adam/AdamW, no per-step method
+  hook). Elsewhere it wraps the step's forward + loss (and, through AOTAutograd, its backward)
+  in ``torch.compile``, and method hooks (``extra_loss``, ``add_grad``, ``after_step``) and the
+  fused optimiser step run outside the compiled region, exactly as in eager mode.
   Where compiling is unavailable or fails (no C++ compiler, an unsupported platform or op),
   one line says so on stderr and the step runs eagerly.
 """
@@ -36,6 +37,17 @@ def notice(message: str) -> None:
     print(f"plasticlab: {message}", file=sys.stderr, flush=True)
 
 
+def compiled(fn: Callable) -> Callable:
+    """``torch.compile(fn)`` as plasticlab compiles: static shapes, ``BACKEND``, guards on module hooks.
+
+    # why: by default dynamo does not guard on nn.Module hooks, so a graph compiled for one run's
+    model was reused, in the same process, for a later run's model whose capture hooks it never
+    calls (a compiled ReDo run after a compiled plain run trained without ReDo's activations).
+    """
+    torch._dynamo.config.skip_nnmodule_hook_guards = False
+    return torch.compile(fn, dynamic=False, backend=BACKEND)
+
+
 def maybe_compile(fn: Callable, enabled: bool, what: str = "training step") -> Callable:
     """``torch.compile(fn)`` that falls back to ``fn`` (with a one-line notice) if compiling fails.
 
@@ -47,11 +59,11 @@ def maybe_compile(fn: Callable, enabled: bool, what: str = "training step") -> C
     if not enabled:
         return fn
     try:
-        compiled = torch.compile(fn, dynamic=False, backend=BACKEND)
+        step = compiled(fn)
     except Exception as e:  # why: torch.compile refuses some platforms/Python builds up front
-        notice(f"engine.compile: cannot compile the {what} here ({_first_line(e)}); running eagerly")
+        notice(f"engine.compile: cannot compile the {what} here ({first_line(e)}); running eagerly")
         return fn
-    current = [compiled]
+    current = [step]
 
     def call(*args, **kwargs):
         if current[0] is fn:
@@ -60,12 +72,12 @@ def maybe_compile(fn: Callable, enabled: bool, what: str = "training step") -> C
             return current[0](*args, **kwargs)
         except Exception as e:  # why: a backend failure (no C++ compiler, unsupported op) must not stop a run
             current[0] = fn
-            notice(f"engine.compile: compiling the {what} failed ({_first_line(e)}); running eagerly")
+            notice(f"engine.compile: compiling the {what} failed ({first_line(e)}); running eagerly")
             return fn(*args, **kwargs)
 
     return call
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}"[:200]

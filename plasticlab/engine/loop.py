@@ -24,6 +24,7 @@ from plasticlab import diagnostics, registry, units
 from plasticlab.augment import augment
 from plasticlab.config import RunConfig
 from plasticlab.data import load_dataset
+from plasticlab.engine import whole_step
 from plasticlab.engine.accel import autocast, maybe_compile
 from plasticlab.engine.optim import make_optimizer
 from plasticlab.envs import build_schedule, steps_per_epoch
@@ -76,6 +77,8 @@ class Setup:
     tasks: dict = field(default_factory=dict)
     loss_fn: Callable | None = None
     """``family.loss``, compiled when ``engine.compile`` (the step's forward + loss)."""
+    whole: object | None = None
+    """The whole step as one compiled graph (``engine/whole_step.py``), where the run allows it."""
 
     def __post_init__(self):
         self.loss_fn = self.loss_fn or self.family.loss
@@ -121,8 +124,10 @@ def setup(cfg: RunConfig, device: torch.device | None = None, *, base: object | 
     probe_idx = None
     if cfg.diagnostics.every != "never":
         probe_idx = diagnostics.probe_indices(cfg.seed, n_train, cfg.diagnostics.probe_size, device)
-    return Setup(cfg, device, base, family, model, optimizer, unit_map, methods, ctx, schedule, env,
-                 probe_idx, n_train, loss_fn=maybe_compile(family.loss, cfg.engine.compile))
+    s = Setup(cfg, device, base, family, model, optimizer, unit_map, methods, ctx, schedule, env,
+              probe_idx, n_train, loss_fn=maybe_compile(family.loss, cfg.engine.compile))
+    s.whole = whole_step.build(s)
+    return s
 
 
 def capture_hooks(s: Setup) -> list:
@@ -147,6 +152,8 @@ def train_step(s: Setup, x: torch.Tensor, target: torch.Tensor, step: int, acc: 
     """
     if s.cfg.engine.channels_last and x.ndim == 4:
         x = x.contiguous(memory_format=torch.channels_last)
+    if s.whole is not None and s.whole.step(x, target, acc):
+        return
     with autocast(s.cfg.engine.precision, s.device):
         loss, correct, n = s.loss_fn(s.model, x, target)
         total = loss

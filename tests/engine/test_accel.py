@@ -2,6 +2,7 @@
 
 import statistics
 
+import pytest
 import torch
 
 import plasticlab
@@ -39,11 +40,13 @@ def test_compile_failing_at_first_call_falls_back_once(monkeypatch, capsys):
     assert accel.maybe_compile(len, False) is len
 
 
-def test_compiled_run_equals_eager(monkeypatch, tiny):
+@pytest.mark.parametrize("method", [[], ["method.name=head-reset"], ["method.name=redo"]],
+                         ids=["whole-step", "whole-step-head-reset", "forward-only-redo"])
+def test_compiled_run_equals_eager(monkeypatch, tiny, method):
     monkeypatch.setattr(accel, "BACKEND", "aot_eager")  # why: the same tracing as inductor, no C++ build
     eager, compiled = [], []
-    loop.run(resolve(None, tiny), eager.append)
-    loop.run(resolve(None, tiny + ["engine.compile=true"]), compiled.append)
+    loop.run(resolve(None, tiny + method), eager.append)
+    loop.run(resolve(None, tiny + method + ["engine.compile=true"]), compiled.append)
     assert [r["event"] for r in eager] == [r["event"] for r in compiled]
     for a, b in zip(eager, compiled, strict=True):
         if "train_loss" in a:
