@@ -4,11 +4,8 @@ Times, at batch 400 (MLP 784→256×4→47, LayerNorm, Adam), with the same thre
 
 * the plain fp32 PyTorch loop (``throughput.PlainLoop``, the issue-10 baseline);
 * the isolated matrix products of one step (forward, input and weight gradients) in fp32 and bf16;
-* the engine's compiled bf16 step (``loop.train_step`` with ``engine.compile``: forward + loss
-  compiled, backward through AOTAutograd, the fused Adam kernel outside);
-* the engine's model and optimiser state stepped by one compiled graph: forward, backward
-  (``torch.func.grad``), PyTorch's own functional Adam on the optimiser's state tensors, and the
-  accumulators — the next lever for the engine, kept here as a measured prototype;
+* the engine's compiled bf16 step (``loop.train_step`` with ``engine.compile``: the whole step
+  as one graph, ``engine/whole_step.py``);
 * one hand-written bf16 step compiled as a single graph: batch gather, forward, backward
   (``torch.func.grad``) and the Adam update, with no autograd engine, no optimiser object, no
   accumulators, no method hooks — the lower bound of what framework overhead allows.
@@ -31,11 +28,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, grad
-from torch.optim.adam import adam
 
 from plasticlab.engine import loop
-from plasticlab.engine.accel import autocast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 tp = importlib.import_module("throughput")  # why: the sibling benchmark script
@@ -76,39 +70,6 @@ def engine_steps(s: loop.Setup, step_fn):
     for _ in range(3):  # optimiser state, compilation
         one()
     return one
-
-
-def whole_step(s: loop.Setup):
-    """``s``'s step as one compiled graph (prototype): grad of the family loss, then PyTorch's
-    functional Adam on the optimiser's own state tensors, then the accumulators."""
-    model, group = s.model, s.optimizer.param_groups[0]
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    params = [model.get_parameter(n) for n in names]
-
-    def loss_of(values, x, y):
-        with autocast(s.cfg.engine.precision, s.device):
-            loss, correct, _ = s.family.loss(lambda inp: functional_call(model, values, (inp,)), x, y)
-        return loss, (loss.detach(), correct)
-
-    grads_of = grad(loss_of, has_aux=True)
-
-    def step(ps, ms, vs, steps, x, y, acc):
-        g, (loss, correct) = grads_of(dict(zip(names, ps, strict=True)), x, y)
-        adam(ps, [g[n] for n in names], ms, vs, [], steps, amsgrad=False, beta1=group["betas"][0],
-             beta2=group["betas"][1], lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
-             maximize=False)
-        n = torch.full_like(acc[2], x.shape[0])
-        acc += torch.stack([loss.float() * n, correct.float(), n])
-
-    compiled = torch.compile(step, dynamic=False)
-
-    def call(s, x, y, _step, acc):
-        state = [s.optimizer.state[p] for p in params]
-        with torch.no_grad():
-            compiled([p.detach() for p in params], [d["exp_avg"] for d in state], [d["exp_avg_sq"] for d in state],
-                     [d["step"] for d in state], x, y, acc)
-
-    return call
 
 
 def single_graph_step(batch: int = 400, n: int = 47000):
@@ -158,27 +119,24 @@ def main() -> None:
     cpu, bf16 = torch.device("cpu"), ("engine.precision=bf16",)
     plain = tp.PlainLoop(tp.EMNIST, 400, cpu, steps=50)
     engine = tp.EngineRun(tp.EMNIST, 400, 50, cpu, *bf16, "engine.compile=true").setup
-    proto = tp.EngineRun(tp.EMNIST, 400, 50, cpu, *bf16).setup
+    mm32, mm16 = matmuls(torch.float32), matmuls(torch.bfloat16)
+    eng = engine_steps(engine, loop.train_step)
+    ceiling = single_graph_step()
     rows = {"plain PyTorch loop, fp32": lambda: plain.round()["step"] * 1e3,
             "matrix products only, fp32": lambda: ms_per_call(mm32),
             "matrix products only, bf16": lambda: ms_per_call(mm16),
             "engine step, bf16 compiled": lambda: ms_per_call(eng),
-            "engine model, whole step one graph": lambda: ms_per_call(whole),
             "hand-written single graph (ceiling)": lambda: ms_per_call(ceiling)}
-    mm32, mm16 = matmuls(torch.float32), matmuls(torch.bfloat16)
-    eng, whole = engine_steps(engine, loop.train_step), engine_steps(proto, whole_step(proto))
-    ceiling = single_graph_step()
     best = dict.fromkeys(rows, float("inf"))
     for _ in range(args.rounds):
         for name, measure in rows.items():
             best[name] = min(best[name], measure())
     plain_ms = best["plain PyTorch loop, fp32"]
-    drift = max((a - b).abs().max().item() for a, b in zip(engine.model.parameters(), proto.model.parameters(),
-                                                              strict=True))
     print(f"{torch.get_num_threads()} threads, batch 400, EMNIST MLP: ms per step (best of {args.rounds} rounds) "
           "and speed-up over the plain loop")
     for name, ms in best.items():
         print(f"  {name:<40} {ms:7.3f} ms  {plain_ms / ms:5.2f}×")
-    print(f"whole-step prototype against the engine after the same steps: max |Δw| = {drift:.1e}")
+
+
 if __name__ == "__main__":
     main()

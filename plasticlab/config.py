@@ -139,7 +139,10 @@ class EngineConfig:
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16: forward and loss under bf16 autocast; weights, gradients, optimiser state stay fp32."""
     compile: bool = False
+    """torch.compile the training step: the whole step as one graph where the run allows it
+    (Adam/AdamW, no per-step method hook), else forward + loss (docs/performance.md)."""
     channels_last: bool = False
     """Image models: conv weights and training batches in channels-last (NHWC) memory format
     (faster convolutions on tensor-core GPUs; same results up to float rounding)."""

@@ -7,8 +7,10 @@ reordering of arithmetic), so the whole step must match the eager step to roundi
 import pytest
 import torch
 
+import plasticlab.api as api
 from plasticlab.api import resolve
 from plasticlab.engine import accel, loop, whole_step
+from plasticlab.store.rundir import read_metrics
 from tests.conftest import TINY
 
 
@@ -100,3 +102,21 @@ def test_compile_failure_falls_back_with_one_line(monkeypatch, capsys):
     assert_same_training(eager, compiled)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "whole training step" in err[0] and "no C++ compiler" in err[0]
+
+
+class Stop(Exception):
+    pass
+
+
+def test_compiled_run_resumes_exactly(tmp_path):
+    sets = TINY + ["engine.compile=true", "engine.checkpoint_every=5", "method.name=head-reset"]
+    full = api.run(None, overrides=sets, out=tmp_path / "full")
+
+    def stop_mid_task_1(step, total, task):
+        if task == 1 and step > 40:
+            raise Stop
+
+    with pytest.raises(Stop):
+        api.run(None, overrides=sets, out=tmp_path / "cut", progress=stop_mid_task_1)
+    resumed = api.run(None, overrides=sets, out=tmp_path / "cut", resume=True)
+    assert read_metrics(resumed) == read_metrics(full)
