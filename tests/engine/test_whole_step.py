@@ -12,6 +12,7 @@ from plasticlab.api import resolve
 from plasticlab.engine import accel, loop, whole_step
 from plasticlab.store.rundir import read_metrics
 from tests.conftest import TINY
+from tests.methods.test_engine_resume import Stop
 
 
 @pytest.fixture(autouse=True)
@@ -102,10 +103,6 @@ def test_compile_failure_falls_back_with_one_line(monkeypatch, capsys):
     assert_same_training(eager, compiled)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "whole training step" in err[0] and "no C++ compiler" in err[0]
-
-
-class Stop(Exception):
-    pass
 
 
 def test_compiled_run_resumes_exactly(tmp_path):
