@@ -14,17 +14,10 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
-from plasticlab.config import RunConfig, config_hash, dump_yaml, load_config, read_yaml
-from plasticlab.registry import UserError
-from plasticlab.store import (
-    MetricsWriter,
-    load_checkpoint,
-    provenance,
-    save_checkpoint,
-    update_provenance,
-    write_json,
-)
-from plasticlab.store.loggers import tee
+from plasticlab.config import RunConfig, config_hash, dump_yaml, load_config, read_yaml, resume_changes
+from plasticlab.registry import Interrupted, UserError
+from plasticlab.store import provenance
+from plasticlab.store.lifecycle import RunDirectory, graceful_stop
 
 
 def resolve(config: str | Path | dict | RunConfig | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -64,74 +57,71 @@ def run(config: str | Path | dict | RunConfig | None = None, *, overrides: list[
 
     Args:
         config: YAML path, raw mapping, ``RunConfig`` or None for the built-in default.
-        overrides: ``a.b=v`` strings (``--set``).
+        overrides: ``a.b=v`` strings (``--set``). On resume only the keys of
+            ``config.RESUME_SAFE`` may change (recorded in config.yaml and provenance.json).
         out: run directory (created; must not already hold a run unless ``resume``).
         device: ``auto``/``cpu``/``cuda``; overrides ``engine.device``.
         resume: continue the run in ``out`` from its latest checkpoint (its config.yaml is used;
             ``config`` must be None or equal to it). A finished run is returned as is.
     Raises:
         UserError: bad config, missing data, or a bad run directory (nothing is written).
+        Interrupted: SIGINT/SIGTERM stopped the run; its checkpoint is written and its status
+            is ``interrupted`` (``resume=True`` continues it exactly).
     """
-    from plasticlab.engine.loop import Diverged, pick_device
-    from plasticlab.engine.loop import run as engine_run
-    from plasticlab.engine.loop import setup as engine_setup
+    from plasticlab.engine import loop
 
     if resume:
         if out is None:
             raise UserError("--resume needs the run directory (plasticlab run --resume DIR)")
-        run_dir = Path(out)
-        if not (run_dir / "config.yaml").is_file():
-            raise UserError(f"cannot resume {run_dir}: no config.yaml there (is it a run directory?)")
-        cfg = load_config(read_yaml(run_dir / "config.yaml"), overrides)
-        if config is not None and dump_yaml(resolve(config)) != dump_yaml(cfg):
-            raise UserError(f"cannot resume {run_dir} with a different config (drop CONFIG or --set)")
+        rd = RunDirectory(out)
+        if not rd.is_run():
+            raise UserError(f"cannot resume {rd.path}: no config.yaml there (is it a run directory?)")
+        old = load_config(read_yaml(rd.path / "config.yaml"))
+        cfg = load_config(read_yaml(rd.path / "config.yaml"), overrides)
+        if config is not None and dump_yaml(resolve(config)) != dump_yaml(old):
+            raise UserError(f"cannot resume {rd.path} with a different config (drop CONFIG)")
     else:
         cfg = resolve(config, overrides)
-        run_dir = Path(out) if out is not None else default_out(cfg)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise UserError(f"run directory {run_dir} is not empty (choose another --out, or --resume it)")
+        rd = RunDirectory(out if out is not None else default_out(cfg))
+        rd.check_empty()
     if device is not None:
         cfg.engine.device = device
-    dev = pick_device(cfg.engine.device)
-    state = load_checkpoint(run_dir, map_location=dev) if resume else None
-    if resume and state is not None and state.get("done"):
-        return run_dir
-    prepared = engine_setup(cfg, dev)  # raises UserError before anything is written
-    fresh = not resume or not (run_dir / "provenance.json").exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if fresh:
-        (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-        write_json(run_dir / "provenance.json", provenance(str(dev)))
-    else:
-        update_provenance(run_dir, status="running", resumed=True)
-    writer = MetricsWriter(run_dir, truncate_to=state["metrics_bytes"] if state else 0)
-    loggers = make_loggers(cfg, run_dir)
-    sink = tee(writer, *loggers) if loggers else writer
-    last = {}
-
-    def save(st: dict) -> None:
-        last["state"] = st
-        save_checkpoint(run_dir, st, writer.tell())
-
-    status = "failed"
+    changed = resume_changes(old, cfg) if resume else {}
+    dev = loop.pick_device(cfg.engine.device)
+    state = rd.open_resume(dev) if resume else None
+    if state is not None and state.get("done"):
+        return rd.path
     try:
-        engine_run(cfg, sink, save=save, resume=state, prepared=prepared, progress=progress)
-        status = "done"
-        if "state" in last:
-            save_checkpoint(run_dir, {**last["state"], "done": True}, writer.tell())
-    except Diverged as e:
-        status = "diverged"
-        writer({"event": "diverged", "message": str(e)})
+        members = [loop.setup(cfg, dev)]  # raises UserError before anything is written
     except BaseException:
-        import traceback
-
-        (run_dir / "error.log").write_text(traceback.format_exc())
+        rd.unlock()
         raise
-    finally:
-        writer.close()
-        for logger in loggers:
-            logger.close()
-        from plasticlab.store.rundir import now
+    rd.begin(dump_yaml(cfg), provenance(str(dev)), make_loggers(cfg, rd.path), state, changed)
+    train(rd, members, [state], progress)
+    return rd.path
 
-        update_provenance(run_dir, status=status, end=now())
-    return run_dir
+
+def train(rd_or_dirs, members: list, states: list, progress=None) -> None:
+    """Train ``members`` into their open run directories and finish each one (the shared end of a run).
+
+    ``rd_or_dirs``: one ``RunDirectory`` per member (or one for a single run). SIGINT/SIGTERM end
+    every member ``interrupted`` and raise ``Interrupted``; an error ends them ``failed`` and raises.
+    """
+    from plasticlab.engine import loop
+
+    dirs = rd_or_dirs if isinstance(rd_or_dirs, list) else [rd_or_dirs]
+    try:
+        with graceful_stop() as stop:
+            result = loop.run(members, [d.sink for d in dirs], saves=[d.save for d in dirs], resumes=states,
+                              progress=progress, stop=stop)
+    except Interrupted as e:
+        e.signum = stop.signum
+        for d, st in zip(dirs, e.status, strict=True):
+            d.finish("interrupted" if st is None else "diverged", None if st is None else str(st))
+        raise
+    except BaseException:
+        for d in dirs:
+            d.finish("failed")
+        raise
+    for d, st in zip(dirs, result, strict=True):
+        d.finish("done" if st is None else "diverged", None if st is None else str(st))

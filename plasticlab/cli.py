@@ -6,10 +6,11 @@ Parse, dispatch, print; nothing else. Errors a user can cause are one line on st
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
-from plasticlab.registry import UserError
+from plasticlab.registry import Interrupted, UserError
 
 TABLE_KEYS = ("train_acc", "test_acc", "train_loss", "frozen_fraction", "dormant_fraction", "effective_rank",
               "input_sensitivity", "train_bleu2", "test_bleu2")
@@ -44,7 +45,9 @@ def cmd_run(a: argparse.Namespace) -> int:
         print(__import__("plasticlab.envs", fromlist=["describe"]).describe(setup(cfg).schedule))
         return 0
     out = a.out
-    if a.resume not in (None, True):
+    if a.resume is not None:
+        if a.out is not None or a.resume is True:
+            raise UserError("--resume takes the run directory itself: plasticlab run --resume DIR (without --out)")
         out = a.resume
     bar = None
     progress = None
@@ -152,7 +155,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run directory (default: runs/<time>-<family>-<env>-<hash>)")
     r.add_argument("--device", choices=["auto", "cpu", "cuda"])
     r.add_argument("--resume", nargs="?", const=True, metavar="DIR",
-                   help="continue the run in DIR (or --out) exactly from its latest checkpoint")
+                   help="continue the run in DIR exactly from its latest checkpoint (--set only for "
+                        "engine.device, threads, loggers, checkpoint_every, eval_batch_size)")
     r.add_argument("--dry-run", action="store_true", help="print the phase schedule and exit")
     r.add_argument("--quiet", action="store_true", help="no progress bar or table")
     r.set_defaults(fn=cmd_run)
@@ -174,7 +178,7 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--quiet", action="store_true")
     w.set_defaults(fn=cmd_sweep)
 
-    rp = sub.add_parser("report", help="tables (mean ± 95% CI over seeds) and plots for a run or a sweep")
+    rp = sub.add_parser("report", help="tables (mean ± 95%% CI over seeds) and plots for a run or a sweep")
     rp.add_argument("dir", help="a run directory or a sweep directory")
     rp.add_argument("--out", help="report directory (default: DIR/report)")
     rp.set_defaults(fn=cmd_report)
@@ -215,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"plasticlab: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        again = "re-run the same command" if args.command == "sweep" else "plasticlab run --resume DIR"
+        print(f"plasticlab: stopped by {signal.Signals(e.signum or signal.SIGINT).name}; checkpoint written; "
+              f"to continue, {again}", file=sys.stderr)
+        return 128 + (e.signum or signal.SIGINT)
     except KeyboardInterrupt:
         again = "re-run the same command" if args.command == "sweep" else "plasticlab run --resume DIR"
         print(f"plasticlab: interrupted; to continue, {again}", file=sys.stderr)

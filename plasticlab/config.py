@@ -70,7 +70,7 @@ class EnvironmentConfig:
     """How tasks follow each other (DESIGN.md: environment)."""
 
     kind: Literal["abrupt", "input-interpolation", "output-interpolation", "task-sampling"] = "abrupt"
-    epochs_per_task: float = 80.0
+    epochs_per_task: float = 10.0
     """E: epochs of pure training per task (fractions allowed; lengths are counted in steps)."""
     transition: TransitionConfig = field(default_factory=TransitionConfig)
     compute_matched: bool = True
@@ -175,18 +175,11 @@ class RunConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
 
 
-# Component sections: config key -> (registry table, tag key).
-_TAGGED = {"tasks": (registry.FAMILIES, "family"), "model": (registry.MODELS, "name")}
-
-DEFAULT_CONFIG: dict = {
-    "seed": 0,
-    "data": {"name": "digits"},
-    "tasks": {"family": "random-labels", "count": 10},
-    "environment": {"kind": "abrupt", "epochs_per_task": 10},
-    "model": {"name": "mlp", "hidden": [256, 256, 256, 256]},
-    "optim": {"name": "adam", "lr": 1.0e-3, "batch_size": 64},
-    "method": {"name": "none"},
-}
+# Component sections: config key -> (registry table, tag key, default component).
+_TAGGED = {"tasks": (registry.FAMILIES, "family", "random-labels"), "model": (registry.MODELS, "name", "mlp")}
+"""The defaults of every key are the dataclasses' field defaults (and, for a component section
+without its tag, the default component's); there is no second table of defaults. The built-in
+default run: 10 random-label tasks of ``digits``, 10 epochs each, MLP 256×4, Adam."""
 
 
 def _type_name(tp: Any) -> str:
@@ -283,7 +276,9 @@ def build_section(cls: type, raw: Any, key: str) -> Any:
 
 def _build_field(name: str, tp: Any, value: Any, key: str, owner: type) -> Any:
     if owner is RunConfig and name in _TAGGED:
-        table, tag = _TAGGED[name]
+        table, tag, default = _TAGGED[name]
+        if value is None or isinstance(value, dict) and tag not in value:
+            value = {tag: default, **(value or {})}
         return _build_tagged(table, tag, value, key)
     if owner is RunConfig and name == "method":
         return _build_methods(value, key)
@@ -313,10 +308,10 @@ def _build_methods(raw: Any, key: str) -> list:
 
 
 def from_dict(raw: dict) -> RunConfig:
-    """Validate a raw config mapping (missing sections take the built-in defaults)."""
-    merged = copy.deepcopy(DEFAULT_CONFIG)
-    for k, v in (raw or {}).items():
-        merged[k] = v
+    """Validate a raw config mapping (missing keys take the dataclasses' defaults)."""
+    merged = dict(raw or {})
+    for name in _TAGGED:
+        merged.setdefault(name, None)
     cfg = build_section(RunConfig, merged, "")
     validate_run(cfg)
     return cfg
@@ -363,7 +358,7 @@ def set_dotted(raw: dict, key: str, value: Any) -> None:
     section with ``{tag: value}``, so the old component's options do not leak into the new one.
     """
     parts = key.split(".")
-    tags = {name: tag for name, (_, tag) in _TAGGED.items()} | {"method": "name"}
+    tags = {name: tag for name, (_, tag, _) in _TAGGED.items()} | {"method": "name"}
     if len(parts) == 2 and tags.get(parts[0]) == parts[1]:
         section = raw.get(parts[0])
         if not isinstance(section, dict) or section.get(parts[1]) != value:
@@ -402,15 +397,13 @@ def load_config(source: str | Path | dict | None = None, overrides: list[str] | 
     """Load a config from a YAML path, a dict or None (the built-in default), apply overrides.
 
     Args:
-        source: YAML file path, raw mapping, or None for ``DEFAULT_CONFIG``.
+        source: YAML file path, raw mapping, or None for the built-in default run.
         overrides: ``a.b=v`` strings applied in order before validation.
     """
     raw = {} if source is None else copy.deepcopy(source) if isinstance(source, dict) else read_yaml(source)
     raw = _resolve_base(raw)
     for text in overrides or []:
         key, value = parse_override(text)
-        if key.split(".")[0] in DEFAULT_CONFIG and key.split(".")[0] not in raw:
-            raw[key.split(".")[0]] = copy.deepcopy(DEFAULT_CONFIG[key.split(".")[0]])
         set_dotted(raw, key, value)
     return from_dict(raw)
 
@@ -433,6 +426,40 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
     return obj
+
+
+RESUME_SAFE = ("engine.device", "engine.threads", "engine.loggers", "engine.checkpoint_every",
+               "engine.eval_batch_size")
+"""Config keys that ``--resume`` may change: where and how fast the run executes, not what it computes
+(``engine.eval_batch_size`` only splits the measurements into chunks)."""
+
+
+def flat(raw: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (lists stay values)."""
+    out = {}
+    for k, v in raw.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def resume_changes(old: RunConfig, new: RunConfig) -> dict:
+    """The keys whose value differs between a run's config and the one asked for on resume.
+
+    Returns ``{key: [old, new]}`` of the changed keys, all in ``RESUME_SAFE``.
+    Raises:
+        UserError: a changed key is not safe to change on resume (named, with the fix).
+    """
+    a, b = flat(to_dict(old)), flat(to_dict(new))
+    changed = {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+    bad = [k for k in changed if k not in RESUME_SAFE]
+    if bad:
+        raise UserError(f"--resume cannot change {', '.join(bad)} (the run was made with other values; "
+                        f"start a new run, or change only {', '.join(RESUME_SAFE)})")
+    return changed
 
 
 def config_hash(cfg: RunConfig) -> str:

@@ -30,3 +30,17 @@ class UserError(Exception):
 
     The CLI prints its message as one line and exits with status 2.
     """
+
+
+class Interrupted(Exception):
+    """A run or sweep stopped by SIGINT/SIGTERM after writing its checkpoints (resumable).
+
+    ``status`` holds each member's result so far (None, or its ``Diverged``); ``signum`` the
+    signal. The CLI prints one line and exits 128 + signum (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, step: int, status: list, signum: int | None = None):
+        super().__init__(f"stopped at step {step}")
+        self.step, self.status, self.signum = step, status, signum
+
+    def __reduce__(self):  # why: it crosses process boundaries (pool workers) with its fields
+        return Interrupted, (self.step, self.status, self.signum)

@@ -7,6 +7,7 @@ import torch
 from plasticlab import registry
 from plasticlab.api import resolve
 from plasticlab.engine import loop
+from tests.conftest import run_steps
 
 IMAGE_MODELS = sorted(n for n in registry.MODELS if n != "t5")
 IMAGE_FAMILIES = sorted(n for n, f in registry.FAMILIES.items() if getattr(f, "uses_data", True))
@@ -14,13 +15,8 @@ BASE = ["tasks.count=2", "optim.batch_size=16", "diagnostics.every=never"]
 
 
 def three_steps(s):
-    acc = torch.zeros(3)
-    phase = s.schedule.phases[0]
-    cache = {}
-    for step in range(3):
-        x, y = s.env.batch(phase, None, s.task(0), loop.batch_indices(s, step, cache))
-        loop.train_step(s, x, y, step, acc)
-    return acc
+    """The accumulator after three steps of the real loop."""
+    return run_steps([s], 3)[0]["acc"]
 
 
 def model_overrides(name):

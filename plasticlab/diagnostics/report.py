@@ -22,12 +22,9 @@ from pathlib import Path
 import torch
 
 from plasticlab.config import load_config, read_yaml
-from plasticlab.data import load_dataset
-from plasticlab.diagnostics import METRICS, measure, probe_indices
-from plasticlab.envs import build_schedule, steps_per_epoch
+from plasticlab.diagnostics import METRICS, measure
+from plasticlab.engine.build import setup
 from plasticlab.registry import UserError
-from plasticlab.seeding import derived_seed
-from plasticlab.units import build
 
 CHECKPOINT = Path("checkpoints") / "latest.pt"
 
@@ -95,39 +92,27 @@ def diagnose(checkpoint: str | Path, *, config: str | Path | None = None, data_r
         cfg.data.root = str(data_root)
     if cfg.diagnostics.probe_size < 1:
         raise UserError(f"diagnostics.probe_size={cfg.diagnostics.probe_size}: must be ≥ 1")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       "cpu" if device == "auto" else device)
-    state = load_state(path, dev)
-
-    family, d = cfg.tasks, cfg.data
-    base = (load_dataset(d.name, root=d.root, samples_per_class=d.samples_per_class,
-                         test_samples_per_class=d.test_samples_per_class, normalize=d.normalize,
-                         seed=cfg.seed, device=dev)
-            if family.uses_data else family.prepare(cfg.seed, dev))
-    with torch.random.fork_rng(devices=[]):  # why: building draws an init we overwrite; keep global RNG as is
-        torch.manual_seed(derived_seed(cfg.seed, "init"))
-        model = cfg.model.build(family.input_shape(base), family.n_outputs(base)).to(dev)
+    cfg.engine.device = device
+    cfg.diagnostics.every = "task"  # why: the probe batch is built only where diagnostics are on
+    s = setup(cfg)  # the engine's builder: same device choice, data, model and memory format as the run
+    state = load_state(path, s.device)
     try:
-        model.load_state_dict(state["model"])
+        s.model.load_state_dict(state["model"])
     except RuntimeError as e:
         raise UserError(f"checkpoint {path} does not fit the model of {cfg_path}: "
                         f"{str(e).splitlines()[0]}") from None
-
-    n_train = family.n_train(base) if hasattr(family, "n_train") else base.x_train.shape[0]
+    model, family = s.model, s.family
     step = int(state.get("step", 0))
-    schedule = build_schedule(cfg.environment, family.count, steps_per_epoch(n_train, cfg.optim.batch_size))
+    schedule = s.schedule
     t = task_at(schedule, step) if task is None else task
     if not 0 <= t < family.count:
         raise UserError(f"--task {t}: the run has tasks 0..{family.count - 1}")
-    current = family.make_task(base, cfg.seed, t)
-    idx = probe_indices(cfg.seed, n_train, cfg.diagnostics.probe_size, dev)
+    current, idx = s.task(t), s.probe_idx
 
     model.eval()
     doc = {"checkpoint": str(path), "run": str(run_dir), "step": step, "task": t, "probe_size": idx.numel()}
     doc.update(family.measure(model, current, cfg.engine.eval_batch_size))
-    doc.update(measure(model, build(model), current.x_train[idx], current.y_train[idx], family.loss,
+    doc.update(measure(model, s.unit_map, current.x_train[idx], current.y_train[idx], family.loss,
                        cfg.diagnostics))
     target = Path(out) if out is not None else run_dir / "diagnose.json"
     write_json(target, doc)

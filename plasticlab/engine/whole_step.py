@@ -1,6 +1,6 @@
 """The whole training step as one compiled graph (``engine.compile: true``, where a run allows it).
 
-``loop.train_step`` compiles the forward pass and the loss; backward then runs through the
+``steps.train_step`` compiles the forward pass and the loss; backward then runs through the
 autograd engine and the optimiser step through ``torch.optim``'s Python. Where a step is nothing
 but forward, loss, backward and an Adam/AdamW update, ``WholeStep`` compiles all of it — forward
 and loss, the gradient (``torch.func.grad``), PyTorch's own functional ``adam`` applied to the
@@ -14,12 +14,12 @@ A step takes this path when:
 * the optimiser is ``torch.optim.Adam`` or ``AdamW`` with one parameter group, no amsgrad, no
   maximize, holding exactly the model's trainable parameters, and its state exists (the first
   step, and a step after a method dropped the state, run the usual way and build it);
-* no method has a per-step hook (``extra_loss``, ``add_grad``, ``after_step``) or captures
-  activations — per-task hooks (``on_task_start``, ``on_task_end``) are fine;
-* the model has no buffers (BatchNorm's running statistics) and the family is a
-  classification family (``classification_loss``).
+* no method declares ``per_step`` (uses ``extra_loss``, ``add_grad``, ``after_step``) or
+  ``capture`` — methods acting at task boundaries only are fine;
+* the model has no buffers (BatchNorm's running statistics) and the family declares
+  ``cross_entropy`` (its loss is ``classification_loss``).
 
-Otherwise, or if compiling fails (one line on stderr says so), ``loop.train_step`` runs its
+Otherwise, or if compiling fails (one line on stderr says so), ``steps.train_step`` runs its
 usual step. Results equal the usual step up to floating-point reassociation (tests compare them
 with the ``aot_eager`` backend, which does not reorder arithmetic).
 """
@@ -31,22 +31,18 @@ from torch.func import functional_call, grad
 from torch.optim.adam import adam
 
 from plasticlab.engine import accel
-from plasticlab.methods.base import MethodDefaults
-from plasticlab.tasks.base import ClassificationFamily, classification_loss
-
-PER_STEP_HOOKS = ("extra_loss", "add_grad", "after_step")
+from plasticlab.tasks.base import classification_loss
 
 
 def why_not(s) -> str | None:
-    """Why the run of ``s`` (a ``loop.Setup``) cannot use the whole-step graph, or None if it can."""
-    if not isinstance(s.family, ClassificationFamily):
-        return "not a classification family"
+    """Why the run of ``s`` (a ``build.Setup``) cannot use the whole-step graph, or None if it can."""
+    if not getattr(s.family, "cross_entropy", False):
+        return "its family's loss is not plain cross-entropy"
     if any(True for _ in s.model.buffers()):
         return "the model has buffers"
     for m in s.methods:
-        if getattr(m, "capture", False) or any(
-                getattr(type(m), h, None) is not getattr(MethodDefaults, h) for h in PER_STEP_HOOKS):
-            return f"method {type(m).__name__} has a per-step hook"
+        if m.per_step or m.capture:
+            return f"method {m.name} acts inside every step"
     return None
 
 
@@ -59,7 +55,7 @@ def plain_adam(opt: torch.optim.Optimizer) -> bool:
 
 
 class WholeStep:
-    """One compiled graph per training step of ``s`` (a ``loop.Setup``); call ``step(x, target, acc)``."""
+    """One compiled graph per training step of ``s`` (a ``build.Setup``); call ``step(x, target, acc)``."""
 
     def __init__(self, s):
         self.s = s
@@ -120,5 +116,12 @@ class WholeStep:
 
 
 def build(s) -> WholeStep | None:
-    """``WholeStep(s)`` where ``engine.compile`` is on and the run allows it (``why_not``), else None."""
-    return WholeStep(s) if s.cfg.engine.compile and why_not(s) is None else None
+    """``WholeStep(s)`` where ``engine.compile`` is on and the run allows it (``why_not``), else None
+    (with one stderr line saying why, when ``engine.compile`` asked for it)."""
+    if not s.cfg.engine.compile:
+        return None
+    why = why_not(s)
+    if why is not None:
+        accel.notice(f"engine.compile: the whole step cannot be one graph ({why}); compiling forward and loss only")
+        return None
+    return WholeStep(s)

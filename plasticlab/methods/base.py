@@ -12,13 +12,28 @@ and at task boundaries ``on_task_start(task)`` (before the task's first step) an
 ``on_task_end(task)`` (after its last step, before measurements). Methods run in config order
 and do not depend on each other. A method's hyperparameters are its dataclass fields (its
 config section); state built in ``setup`` gets a trailing ``_``.
+
+What a method needs is *declared* by the method (class attributes, or properties where it
+depends on the method's options), never listed by name elsewhere. Every step path of the engine
+(eager, compiled whole step, packed K members), the pack planner and transfer read these:
+
+* ``per_step``: it uses ``extra_loss``, ``add_grad`` or ``after_step`` — the engine calls those
+  hooks only for methods that declare it, and the compiled whole-step graph takes only runs
+  whose methods act at task boundaries;
+* ``capture``: it reads the unit layers' activations of the latest training forward;
+* ``packable``: it touches only its own run's model, optimiser, unit map and generators, so a
+  packed member behaves as the separate run (the common tests check every registered method);
+* ``intervention``: transfer may apply it once, between pre-training and fine-tuning
+  (``intervene()``);
+* ``busy``: options under which it acts within a few steps of a tiny run (the common tests
+  iterate over the registry with them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -54,6 +69,14 @@ class Method(Protocol):
     """after_step cadence in optimiser steps (1 = every step)."""
     capture: bool
     """Whether the loop must capture unit activations during training forwards."""
+    per_step: bool
+    """Whether the method uses the per-step hooks (extra_loss, add_grad, after_step)."""
+    packable: bool
+    """Whether the method touches only its own run's state (so it can run in a pack)."""
+    intervention: bool
+    """Whether transfer may apply it once (``intervene``) between pre-training and fine-tuning."""
+    busy: ClassVar[dict]
+    """Options under which the method acts within a few steps of a tiny run (common tests)."""
 
     def setup(self, ctx: MethodContext) -> None:
         """Once, before step 0 (and again before a resume loads state). May sync."""
@@ -77,6 +100,9 @@ class Method(Protocol):
     def on_task_end(self, task: int) -> None:
         """At a boundary, after the task's last step and before measurements. May sync."""
 
+    def intervene(self) -> None:
+        """Apply the method once, now (transfer: between pre-training and fine-tuning)."""
+
     def state_dict(self) -> dict:
         """Tensors and numbers needed to resume exactly."""
 
@@ -89,6 +115,10 @@ class MethodDefaults:
 
     every: int = 1
     capture: bool = False
+    per_step: bool = False
+    packable: bool = True
+    intervention: bool = False
+    busy: ClassVar[dict] = {}
 
     def setup(self, ctx: MethodContext) -> None:
         self.ctx_ = ctx
@@ -107,6 +137,10 @@ class MethodDefaults:
 
     def on_task_end(self, task: int) -> None:
         pass
+
+    def intervene(self) -> None:
+        """Default: what the method does at the start of a new task (task 1, where every reset fires)."""
+        self.on_task_start(1)
 
     def state_dict(self) -> dict:
         return {}

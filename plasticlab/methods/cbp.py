@@ -21,6 +21,7 @@ Config: ``method: {name: cbp, replacement_rate: 1.0e-4, decay: 0.99, maturity: 1
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -55,6 +56,9 @@ def outgoing_magnitude(layer: UnitLayer) -> torch.Tensor:
 @dataclass
 class CBP(MethodDefaults):
     """Continual Backprop: replace the lowest-utility mature units at rate ρ per step."""
+
+    per_step = True
+    busy: ClassVar[dict] = {"replacement_rate": 0.2, "maturity": 2}
 
     name: str = "cbp"
     replacement_rate: float = 1.0e-4

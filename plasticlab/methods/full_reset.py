@@ -22,6 +22,8 @@ from plasticlab.seeding import derived_seed
 class FullReset(MethodDefaults):
     """A freshly initialised network and optimiser state at each task start but the first."""
 
+    intervention = True
+
     name: str = "full-reset"
 
     @torch.no_grad()

@@ -22,6 +22,8 @@ from plasticlab.registry import UserError
 class HeadReset(MethodDefaults):
     """Fresh output layer (and its optimiser state) at each task start but the first."""
 
+    intervention = True
+
     name: str = "head-reset"
 
     def setup(self, ctx: MethodContext) -> None:

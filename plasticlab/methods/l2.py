@@ -8,6 +8,7 @@ nodes). Unlike ``optim.weight_decay`` it is part of the loss, so Adam rescales i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -21,6 +22,9 @@ from plasticlab.registry import UserError
 @dataclass
 class L2(MethodDefaults):
     """Loss term λ·Σ_θ θ² over all parameters (or weights only)."""
+
+    per_step = True
+    busy: ClassVar[dict] = {"coef": 1e-2}
 
     name: str = "l2"
     coef: float = 1.0e-3

@@ -8,6 +8,7 @@ method state, so a resumed run keeps the original anchor. Config:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -21,6 +22,8 @@ from plasticlab.methods.l2 import L2
 @dataclass
 class L2Init(L2):
     """Loss term λ·Σ (θ − θ₀)²; gradient 2λ(θ − θ₀). Options and validation as ``l2``."""
+
+    busy: ClassVar[dict] = {"coef": 1e-2}
 
     name: str = "l2-init"
 

@@ -16,6 +16,7 @@ zero outgoing weights, and zero optimiser moments on all those entries
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -45,6 +46,9 @@ def dormant_mask(layer: UnitLayer, act: torch.Tensor, tau: float, max_fraction: 
 @dataclass
 class ReDo(MethodDefaults):
     """Reset τ-dormant units every N steps: fresh incoming weights, zero outgoing weights."""
+
+    per_step = True
+    busy: ClassVar[dict] = {"every": 2, "tau": 0.5, "at_task_end": True}
 
     name: str = "redo"
     every: int = 1000

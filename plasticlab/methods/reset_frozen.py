@@ -17,7 +17,7 @@ their initialisation and outgoing weights re-drawn (``outgoing: init``) or zeroe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
@@ -33,6 +33,9 @@ from plasticlab.units import reinit_units
 @dataclass
 class ResetFrozen(MethodDefaults):
     """At the start of chosen tasks, re-initialise the mutually frozen units."""
+
+    intervention = True
+    busy: ClassVar[dict] = {"tau": 3.0, "tasks": "all"}
 
     name: str = "reset-frozen"
     tau: float = 0.1

@@ -17,7 +17,7 @@ optimiser state is kept (``reset_optimizer: true`` drops it: moments and step co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
@@ -32,6 +32,9 @@ from plasticlab.seeding import derived_seed
 @dataclass
 class ShrinkPerturb(MethodDefaults):
     """θ ← shrink·θ + noise·ε at the chosen times."""
+
+    intervention = True
+    busy: ClassVar[dict] = {"when": "step", "every": 2, "noise_dist": "init"}
 
     name: str = "shrink-perturb"
     shrink: float = 0.9
@@ -51,6 +54,11 @@ class ShrinkPerturb(MethodDefaults):
             raise UserError(f"config: {key}.noise: must be ≥ 0, got {self.noise}")
         if self.every < 1:
             raise UserError(f"config: {key}.every: must be ≥ 1, got {self.every}")
+
+    @property
+    def per_step(self) -> bool:
+        """Only ``when: step`` acts inside steps; the task-boundary forms leave steps alone."""
+        return self.when == "step"
 
     def setup(self, ctx: MethodContext) -> None:
         self.ctx_ = ctx

@@ -15,6 +15,7 @@ each matrix's exact σ_max at setup (default) or one fixed number for all. Confi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,9 @@ def as_matrix(p: torch.Tensor) -> torch.Tensor:
 @dataclass
 class Spectral(MethodDefaults):
     """Penalty λ·Σ_W (uᵀWv − target_W)² with power-iteration vectors u, v kept across steps."""
+
+    per_step = True
+    busy: ClassVar[dict] = {"coef": 0.1, "iterations": 1}
 
     name: str = "spectral"
     coef: float = 0.1

@@ -23,6 +23,9 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "ge
 class MLPSpec:
     """Config of the ``mlp`` model."""
 
+    packable = True
+    """K MLPs of one architecture train as one batched model (``MLP.stack``, packed sweeps)."""
+
     name: str = "mlp"
     hidden: list[int] = field(default_factory=lambda: [256, 256, 256, 256])
     """Widths of the hidden layers."""
@@ -78,3 +81,10 @@ class MLP(nn.Module):
     def head_slices(self) -> list[Slice]:
         """The output layer's parameters with their init (for head-reset)."""
         return linear_slices(self.head, 0)
+
+    @staticmethod
+    def stack(models: list[MLP]):
+        """The K ``models`` (one architecture) as one batched model whose weights they view."""
+        from plasticlab.models.packed_mlp import PackedMLP
+
+        return PackedMLP(models)

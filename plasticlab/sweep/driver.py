@@ -19,10 +19,12 @@ interrupted (``running``) and ``failed`` runs from their checkpoints, and starts
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -32,9 +34,11 @@ from pathlib import Path
 import yaml
 
 from plasticlab.registry import UserError
+from plasticlab.store.lifecycle import graceful_stop
 from plasticlab.sweep.execute import (
     DEFAULT_RUNNER,
     FINAL,
+    Interrupted,
     Job,
     Result,
     Runner,
@@ -119,10 +123,24 @@ def run_sweep(
         )
         monitor = Monitor(table, {p.id for p in todo}, enabled=progress)
         start = time.perf_counter()
+
+        def forward(_signum: int) -> None:  # why: pool workers train in their own processes
+            for pid in getattr(ex, "pids", list)():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
+
         try:
             monitor.start()
-            for result in ex.run([tuple(p) for p in packs] + jobs):
-                monitor.finished(result)
+            with graceful_stop(forward) as stop:
+                try:
+                    for result in ex.run([tuple(p) for p in packs] + jobs):
+                        monitor.finished(result)
+                        if stop():
+                            break
+                except Interrupted as e:  # a run stopped by the signal itself (local executor, workers)
+                    stop.signum = stop.signum or e.signum or signal.SIGINT
+                if stop():
+                    raise Interrupted(-1, [], stop.signum)
         finally:
             monitor.stop()
             ex.close()

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from plasticlab.registry import Interrupted
+
 FINAL = ("done", "diverged")
 """Statuses a re-run of the sweep leaves alone."""
 DEFAULT_RUNNER = "plasticlab.api:run"
@@ -92,7 +94,8 @@ def resolve_runner(runner: Runner | str) -> Runner:
 
 
 def execute(job: Job) -> Result:
-    """Run or resume ``job``; failures become ``Result(status="failed")``, Ctrl-C propagates."""
+    """Run or resume ``job``; failures become ``Result(status="failed")``; a stop (``Interrupted``:
+    SIGINT/SIGTERM, the run checkpointed) and Ctrl-C propagate."""
     if job.threads:
         import torch
 
@@ -107,6 +110,9 @@ def execute(job: Job) -> Result:
         print(f"== {stamp} {'resume' if resume else 'start'} {job.id} in {out}", flush=True)
         try:
             resolve_runner(job.runner)(None if resume else job.config, out=out, resume=resume)
+        except Interrupted:
+            print(f"== {dt.datetime.now().isoformat(timespec='seconds')} interrupted", flush=True)
+            raise
         except Exception as e:  # why: any failure of one run is recorded, never raised into the sweep
             traceback.print_exc(file=f)
             error = f"{type(e).__name__}: {e}".splitlines()[0]
@@ -146,6 +152,9 @@ def execute_pack(jobs: list[Job]) -> list[Result]:
               f"pack of {len(jobs)}: {', '.join(j.id for j in jobs)}", flush=True)
         try:
             run_packed([j.config for j in jobs], outs=outs, resume=resume)
+        except Interrupted:
+            print(f"== {dt.datetime.now().isoformat(timespec='seconds')} interrupted", flush=True)
+            raise
         except Exception as e:  # why: a failed pack is recorded, never raised into the sweep
             traceback.print_exc(file=f)
             error = f"{type(e).__name__}: {e}".splitlines()[0]

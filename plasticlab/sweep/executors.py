@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from plasticlab.registry import UserError
-from plasticlab.sweep.execute import Result, Unit, execute_unit, jobs_of, with_threads
+from plasticlab.sweep.execute import Interrupted, Result, Unit, execute_unit, jobs_of, with_threads
 
 EXECUTORS = ("local", "process", "ray")
 RAY_INSTALL = "pip install 'plasticlab[ray]'"
@@ -85,9 +85,15 @@ class ProcessExecutor:
             for fut in done:
                 try:
                     yield from fut.result()
+                except Interrupted:
+                    raise
                 except Exception as e:  # why: a worker that died (e.g. killed for memory) breaks the pool
                     why = f"worker process failed: {type(e).__name__}: {e}{HINT}"
                     yield from (Result(j.id, "failed", 0.0, j.log, why) for j in jobs_of(futures[fut]))
+
+    def pids(self) -> list[int]:
+        """The pool's worker processes (a stop is forwarded to them)."""
+        return list(getattr(self.pool, "_processes", None) or {})
 
     def close(self) -> None:
         if self.pool is not None:

@@ -16,20 +16,17 @@ Example::
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from plasticlab.api import make_loggers, resolve
+from plasticlab.api import make_loggers, resolve, train
 from plasticlab.api import run as run_one
 from plasticlab.config import RunConfig, dump_yaml, load_config, read_yaml
-from plasticlab.engine.loop import pick_device
-from plasticlab.engine.packed import plan_packs, setup_pack
-from plasticlab.engine.packed import run_packed as engine_run_packed
+from plasticlab.engine import loop
+from plasticlab.engine.packed import check_pack, plan_packs
 from plasticlab.registry import UserError
-from plasticlab.store import MetricsWriter, load_checkpoint, provenance, save_checkpoint, update_provenance, write_json
-from plasticlab.store.loggers import tee
-from plasticlab.store.rundir import now
+from plasticlab.store import provenance
+from plasticlab.store.lifecycle import RunDirectory
 
 __all__ = ["plan_packs", "run_packed"]
 
@@ -50,72 +47,39 @@ def run_packed(configs: list[str | Path | dict | RunConfig | None], *, outs: lis
     Raises:
         UserError: bad config, missing data, a bad run directory, or configs that cannot share a
             pack (``plan_packs`` tells which can); nothing is written then.
+        Interrupted: SIGINT/SIGTERM; every member is checkpointed and ``interrupted``.
     """
-    dirs = [Path(o) for o in outs]
-    started = [resume and (d / "config.yaml").is_file() for d in dirs]
+    dirs = [RunDirectory(o) for o in outs]
+    started = [resume and d.is_run() for d in dirs]
     configs = list(configs) if configs is not None else [None] * len(dirs)
     if len(configs) != len(dirs):
         raise UserError(f"run_packed: {len(configs)} configs but {len(dirs)} run directories")
     for d, c, old in zip(dirs, configs, started, strict=True):
         if not old and resume and c is None:
-            raise UserError(f"cannot resume {d}: no config.yaml there (is it a run directory?)")
-        if not old and d.exists() and any(d.iterdir()):
-            raise UserError(f"run directory {d} is not empty (choose another --out, or --resume it)")
-    cfgs = [load_config(read_yaml(d / "config.yaml")) if old else resolve(c)
+            raise UserError(f"cannot resume {d.path}: no config.yaml there (is it a run directory?)")
+        if not old:
+            d.check_empty()
+    cfgs = [load_config(read_yaml(d.path / "config.yaml")) if old else resolve(c)
             for d, c, old in zip(dirs, configs, started, strict=True)]
     for c in cfgs:
         if device is not None:
             c.engine.device = device
-    dev = pick_device(cfgs[0].engine.device)
-    states = [load_checkpoint(d, map_location=dev) if old else None for d, old in zip(dirs, started, strict=True)]
-    if (any(s is not None and s.get("done") for s in states)
-            or len({0 if s is None else int(s["step"]) for s in states}) > 1):
-        return [run_one(None if old else c, out=d, resume=old, device=device, progress=progress)
-                for d, c, old in zip(dirs, cfgs, started, strict=True)]
+    dev = loop.pick_device(cfgs[0].engine.device)
     try:
-        pack = setup_pack(cfgs, dev)  # raises before anything is written
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    writers, sinks, loggers, lasts = [], [], [], [{} for _ in dirs]
-    for d, cfg, st, old in zip(dirs, cfgs, states, started, strict=True):
-        fresh = not old or not (d / "provenance.json").exists()
-        d.mkdir(parents=True, exist_ok=True)
-        if fresh:
-            (d / "config.yaml").write_text(dump_yaml(cfg))
-            write_json(d / "provenance.json", {**provenance(str(dev)), "packed": len(dirs)})
-        else:
-            update_provenance(d, status="running", resumed=True)
-        writers.append(MetricsWriter(d, truncate_to=st["metrics_bytes"] if st else 0))
-        loggers.append(make_loggers(cfg, d))
-        sinks.append(tee(writers[-1], *loggers[-1]) if loggers[-1] else writers[-1])
-
-    def saver(k: int) -> Callable[[dict], None]:
-        def save(state: dict) -> None:
-            lasts[k]["state"] = state
-            save_checkpoint(dirs[k], state, writers[k].tell())
-
-        return save
-
-    statuses = ["failed"] * len(dirs)
-    try:
-        result = engine_run_packed(cfgs, sinks, saves=[saver(k) for k in range(len(dirs))], resumes=states,
-                                   prepared=pack, progress=progress)
-        for k, diverged in enumerate(result):
-            if diverged is None:
-                statuses[k] = "done"
-                if "state" in lasts[k]:
-                    save_checkpoint(dirs[k], {**lasts[k]["state"], "done": True}, writers[k].tell())
-            else:
-                statuses[k] = "diverged"
-                writers[k]({"event": "diverged", "message": str(diverged)})
+        states = [d.open_resume(dev) if old else None for d, old in zip(dirs, started, strict=True)]
+        if (any(s is not None and s.get("done") for s in states)
+                or len({0 if s is None else int(s["step"]) for s in states}) > 1):
+            for d in dirs:
+                d.unlock()
+            return [run_one(None if old else c, out=d.path, resume=old, device=device, progress=progress)
+                    for d, c, old in zip(dirs, cfgs, started, strict=True)]
+        check_pack(cfgs)
+        members = loop.setup_pack(cfgs, dev)  # raises before anything is written
     except BaseException:
         for d in dirs:
-            (d / "error.log").write_text(traceback.format_exc())
+            d.unlock()
         raise
-    finally:
-        for d, w, member_loggers, status in zip(dirs, writers, loggers, statuses, strict=True):
-            w.close()
-            for logger in member_loggers:
-                logger.close()
-            update_provenance(d, status=status, end=now())
-    return dirs
+    for d, cfg, st in zip(dirs, cfgs, states, strict=True):
+        d.begin(dump_yaml(cfg), {**provenance(str(dev)), "packed": len(dirs)}, make_loggers(cfg, d.path), st)
+    train(dirs, members, states, progress)
+    return [d.path for d in dirs]

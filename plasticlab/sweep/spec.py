@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plasticlab.config import DEFAULT_CONFIG, config_hash, load_config, read_yaml, set_dotted, to_dict
+from plasticlab.config import config_hash, load_config, read_yaml, set_dotted, to_dict
 from plasticlab.registry import UserError
 
 SWEEP_KEYS = ("base", "grid", "seeds")
@@ -88,9 +88,6 @@ def apply(base: dict, values: dict[str, Any], seed: int) -> dict:
     """``base`` with each dotted grid key set and ``seed`` set (a missing section starts from its default)."""
     raw = copy.deepcopy(base)
     for key, value in values.items():
-        top = key.split(".")[0]
-        if "." in key and top not in raw and top in DEFAULT_CONFIG:
-            raw[top] = copy.deepcopy(DEFAULT_CONFIG[top])
         set_dotted(raw, key, copy.deepcopy(value))
     raw["seed"] = seed
     return raw

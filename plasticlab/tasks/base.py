@@ -62,6 +62,10 @@ class ClassificationFamily:
 
     uses_data = True
     """The family reads the ``data:`` dataset (language families generate their own)."""
+    cross_entropy = True
+    """The family's loss is ``classification_loss`` (cross-entropy of logits), so the fused step
+    paths (compiled whole step, packed runs) may compute it themselves. A subclass that
+    overrides ``loss`` sets this to False."""
 
     def loss(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor):
         return classification_loss(model, x, target)

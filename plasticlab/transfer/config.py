@@ -41,8 +41,12 @@ from plasticlab.config import (
 )
 from plasticlab.registry import UserError
 
-INTERVENTIONS = ("none", "reset-frozen", "head-reset", "shrink-perturb", "full-reset")
-"""Method names usable as interventions; each is applied once, between pre-training and fine-tuning."""
+
+def interventions() -> list[str]:
+    """``none`` and every registered method that declares ``intervention`` (applied once, between
+    pre-training and fine-tuning)."""
+    return ["none", *sorted(n for n, cls in registry.METHODS.items() if getattr(cls, "intervention", False))]
+
 
 SCHEDULE_KEYS = ("tasks", "when", "every")
 """Method keys that schedule a method inside a run; an intervention has exactly one application."""
@@ -117,17 +121,17 @@ class Intervention:
 
 def _interventions(raw: Any, key: str) -> list[Intervention]:
     """Parse the interventions list into uniquely labelled ``Intervention`` items."""
+    allowed = ", ".join(interventions())
     if not isinstance(raw, list) or not raw:
-        raise UserError(f"config: {key}: expected a non-empty list (allowed: {', '.join(INTERVENTIONS)})")
+        raise UserError(f"config: {key}: expected a non-empty list (allowed: {allowed})")
     out: list[Intervention] = []
-    allowed = ", ".join(INTERVENTIONS)
     for i, item in enumerate(raw):
         sub = f"{key}[{i}]"
         spec = {"name": item} if isinstance(item, str) else item
         if not isinstance(spec, dict) or "name" not in spec:
             raise UserError(f"config: {sub}: expected a name or a mapping with 'name' (one of {allowed})")
         name = spec["name"]
-        if name not in INTERVENTIONS:
+        if name not in interventions():
             raise UserError(f"config: {sub}.name: {name!r} is not an intervention (allowed: {allowed})")
         for k in SCHEDULE_KEYS:
             if k in spec:
@@ -138,8 +142,6 @@ def _interventions(raw: Any, key: str) -> list[Intervention]:
                 raise UserError(f"config: {sub}: intervention 'none' takes no options")
             out.append(Intervention("none", None, {"name": "none"}))
             continue
-        if name not in registry.METHODS:
-            raise UserError(f"config: {sub}.name: method {name!r} is not available in this installation")
         method = build_section(registry.METHODS[name], spec, sub)
         out.append(Intervention(label_of(method, spec), method, dict(spec)))
     labels = [iv.label for iv in out]

@@ -28,7 +28,6 @@ import datetime as dt
 import hashlib
 import io
 import json
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,20 +36,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from plasticlab import diagnostics, registry, units
+from plasticlab import diagnostics, units
 from plasticlab.api import run as run_source
 from plasticlab.config import DataConfig, EnvironmentConfig, RunConfig
 from plasticlab.data.base import Dataset, class_balanced_indices, load_dataset
-from plasticlab.engine.loop import Diverged, Setup, build_model, pick_device
-from plasticlab.engine.loop import run as engine_run
-from plasticlab.engine.loop import setup as engine_setup
-from plasticlab.engine.optim import make_optimizer
-from plasticlab.envs import build_schedule, steps_per_epoch
+from plasticlab.engine import loop
+from plasticlab.engine.build import build_model, pick_device
+from plasticlab.envs import steps_per_epoch
 from plasticlab.methods import MethodContext
 from plasticlab.registry import UserError
 from plasticlab.seeding import derived_seed
-from plasticlab.store import atomic_write, load_checkpoint, provenance, read_json, read_metrics, update_provenance
-from plasticlab.store import write_json as store_write_json
+from plasticlab.store import atomic_write, load_checkpoint, provenance, read_json, read_metrics
+from plasticlab.store.lifecycle import RunDirectory
 from plasticlab.tasks.base import ClassificationFamily, Task, evaluate_classifier
 from plasticlab.transfer.config import Intervention, TransferConfig, dump_yaml, load_transfer_config, to_plain
 from plasticlab.transfer.convert import channel_stats, check_convertible, standardise, to_source_shape
@@ -92,7 +89,7 @@ class TargetPool:
 
 def source_info(cfg: RunConfig, device: torch.device) -> Source:
     """Build the source run once (no training) to learn its input shape and class count; checks the model."""
-    s = engine_setup(cfg, device)
+    s = loop.setup(cfg, device)
     model = s.model
     if not callable(getattr(model, "unit_layers", None)) or not callable(getattr(model, "head_slices", None)):
         raise UserError(f"transfer: model {cfg.model.name!r} has no unit map or head_slices(); use mlp, cnn, vgg "
@@ -144,12 +141,13 @@ def pretrained_model(src: Source, run_dir: Path, seed: int, device: torch.device
 
 def apply_intervention(iv: Intervention, model: nn.Module, *, seed: int, fresh_model: Callable[[int], nn.Module],
                        device: torch.device) -> None:
-    """Apply ``iv`` to ``model`` in place through its registered method's ``on_task_start`` hook.
+    """Apply ``iv`` to ``model`` in place through its registered method's ``intervene`` hook.
 
     The method is set up on a placeholder optimiser with empty state (fine-tuning starts a fresh
-    optimiser, so the methods' optimiser-state edits have nothing to act on) and called at task 1,
-    the first boundary at which every intervention fires. Its random draws come from
-    (seed, method name, 1), so every N of a seed sees the same intervened model.
+    optimiser, so the methods' optimiser-state edits have nothing to act on). The resets'
+    ``intervene`` is their task-boundary action at task 1, the first boundary at which every
+    reset fires; their random draws come from (seed, method name, 1), so every N of a seed sees
+    the same intervened model.
     """
     if iv.method is None:
         return
@@ -159,7 +157,7 @@ def apply_intervention(iv: Intervention, model: nn.Module, *, seed: int, fresh_m
     ctx = MethodContext(model, placeholder, unit_map, seed, device, fresh_model=fresh_model,
                         activations=[None] * len(unit_map))
     method.setup(ctx)
-    method.on_task_start(1)
+    method.intervene()
 
 
 def head_names(model: nn.Module) -> set[str]:
@@ -234,21 +232,6 @@ def finetune_config(cfg: TransferConfig, src: Source, seed: int, n: int | None, 
         diagnostics=dataclasses.replace(src.cfg.diagnostics, every="never"))
 
 
-def finetune_setup(cfg: RunConfig, model: nn.Module, data: Dataset, device: torch.device) -> Setup:
-    """An engine ``Setup`` around an existing model and dataset (what ``engine.setup`` builds from a config)."""
-    optimizer = make_optimizer(model, cfg.optim)
-    unit_map = units.build(model)
-    shape = tuple(data.x_train.shape[1:])
-    ctx = MethodContext(model, optimizer, unit_map, cfg.seed, device,
-                        fresh_model=lambda s: build_model(cfg, shape, data.classes, s, device),
-                        activations=[None] * len(unit_map))
-    n_train = data.x_train.shape[0]
-    schedule = build_schedule(cfg.environment, 1, steps_per_epoch(n_train, cfg.optim.batch_size))
-    env = registry.ENVIRONMENTS["abrupt"](classes=data.classes, mode=cfg.environment.transition.mode)
-    return Setup(cfg=cfg, device=device, base=data, family=cfg.tasks, model=model, optimizer=optimizer,
-                 unit_map=unit_map, methods=[], ctx=ctx, schedule=schedule, env=env, probe_idx=None, n_train=n_train)
-
-
 def stage(model: nn.Module, pool: TargetPool, cfg: RunConfig, with_test: bool) -> dict:
     """Diagnostics of ``model`` on the target probe (and its target test accuracy/loss if asked)."""
     d = pool.data
@@ -270,7 +253,7 @@ def finetune(cfg: TransferConfig, src: Source, pool: TargetPool, model: nn.Modul
     data = subset(pool, n, seed)
     n_train = data.x_train.shape[0]
     ft = finetune_config(cfg, src, seed, n, n_train)
-    s = finetune_setup(ft, model, data, next(model.parameters()).device)
+    s = loop.setup(ft, next(model.parameters()).device, base=data, model=model)
     ends: list[dict] = []
 
     def sink(row: dict) -> None:
@@ -279,11 +262,7 @@ def finetune(cfg: TransferConfig, src: Source, pool: TargetPool, model: nn.Modul
         elif row["event"] == "epoch":
             curves(row)
 
-    diverged = False
-    try:
-        engine_run(ft, sink, prepared=s)
-    except Diverged:
-        diverged = True
+    diverged = loop.run([s], [sink])[0] is not None
     end = ends[-1] if ends else {}
     row = {"n_train": n_train, "batch_size": ft.optim.batch_size, "steps": s.schedule.total_steps,
            "diverged": diverged}
@@ -355,6 +334,7 @@ def run_transfer(config: str | Path | dict | TransferConfig, *, overrides: list[
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise UserError(f"transfer output {out_dir} is not an empty directory (choose another --out)")
 
+
     # Validate everything a user can get wrong before writing anything.
     first = dataclasses.replace(cfg.source, seed=cfg.seeds[0])
     src = source_info(first, dev)
@@ -364,25 +344,27 @@ def run_transfer(config: str | Path | dict | TransferConfig, *, overrides: list[
         apply_intervention(iv, probe, seed=0, device=dev,
                            fresh_model=lambda s: build_model(first, src.input_shape, src.classes, s, dev))
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(out_dir / "config.yaml", dump_yaml(cfg).encode())
-    store_write_json(out_dir / "provenance.json", {**provenance(str(dev)), "kind": "transfer"})
+    rd = RunDirectory(out_dir)
+    rd.begin(dump_yaml(cfg), {**provenance(str(dev)), "kind": "transfer"}, rows=False)
     rows: list[dict] = []
-    status = "failed"
     try:
         with open(out_dir / "results.jsonl", "ab") as res, open(out_dir / "curves.jsonl", "ab") as cur:
             for seed in cfg.seeds:
                 rows += transfer_seed(cfg, src, seed, out_dir, dev, res, cur, say)
-        status = "done"
     except BaseException:
-        (out_dir / "error.log").write_text(traceback.format_exc())
+        write_outputs(out_dir, rows)
+        rd.finish("failed")
         raise
-    finally:
-        atomic_write(out_dir / "results.csv", csv_text(rows).encode())
-        if rows:
-            atomic_write(out_dir / "table.txt", (format_tables(rows) + "\n").encode())
-        update_provenance(out_dir, status=status, end=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    write_outputs(out_dir, rows)
+    rd.finish("done")
     return out_dir
+
+
+def write_outputs(out_dir: Path, rows: list[dict]) -> None:
+    """results.csv and table.txt of the rows so far."""
+    atomic_write(out_dir / "results.csv", csv_text(rows).encode())
+    if rows:
+        atomic_write(out_dir / "table.txt", (format_tables(rows) + "\n").encode())
 
 
 def transfer_seed(cfg: TransferConfig, shape: Source, seed: int, out_dir: Path, dev: torch.device, res, cur,

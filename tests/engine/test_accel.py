@@ -45,8 +45,8 @@ def test_compile_failing_at_first_call_falls_back_once(monkeypatch, capsys):
 def test_compiled_run_equals_eager(monkeypatch, tiny, method):
     monkeypatch.setattr(accel, "BACKEND", "aot_eager")  # why: the same tracing as inductor, no C++ build
     eager, compiled = [], []
-    loop.run(resolve(None, tiny + method), eager.append)
-    loop.run(resolve(None, tiny + method + ["engine.compile=true"]), compiled.append)
+    loop.run([loop.setup(resolve(None, tiny + method))], [eager.append])
+    loop.run([loop.setup(resolve(None, tiny + method + ["engine.compile=true"]))], [compiled.append])
     assert [r["event"] for r in eager] == [r["event"] for r in compiled]
     for a, b in zip(eager, compiled, strict=True):
         if "train_loss" in a:

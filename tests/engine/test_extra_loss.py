@@ -21,7 +21,7 @@ from tests.engine.test_packed import TINY, close, packed_dirs, rows_of
 class AutogradL2(MethodDefaults):
     name: str = "autograd-l2"
     coef: float = 1.0e-3
-    packable = True
+    per_step = True  # declared: the engine calls extra_loss only for methods that act inside steps
 
     def setup(self, ctx: MethodContext) -> None:
         self.params_ = list(ctx.model.parameters())

@@ -1,12 +1,15 @@
 """Engine: determinism, no host syncs in the step, the default run learns."""
 
+import json
+
 import pytest
 import torch
 
 import plasticlab
 from plasticlab.api import resolve
-from plasticlab.engine import accel, loop, packed
+from plasticlab.engine import accel, loop
 from plasticlab.registry import METHODS
+from tests.conftest import run_steps
 
 
 def metrics_text(d):
@@ -45,11 +48,6 @@ def test_equal_compute_between_abrupt_and_gradual_from_files(tmp_path, tiny):
     assert len(set(totals.values())) == 1
 
 
-STEP_METHOD_OVERRIDES = {"redo": ["method.every=1"], "cbp": ["method.maturity=0"],
-                         "shrink-perturb": ["method.when=step"]}
-"""Make each method's per-step hooks act within the few steps the no-sync test runs."""
-
-
 def forbid_syncs(monkeypatch, allowed_ids=frozenset()):
     """Make every host-sync method of Tensor raise (``allowed_ids``: host scalars that may be read)."""
     def forbid(name, orig):
@@ -65,81 +63,61 @@ def forbid_syncs(monkeypatch, allowed_ids=frozenset()):
 
 
 def step_variants():
-    """(id, overrides) of every step variant that must not sync: precisions, compile, each method."""
+    """(id, overrides) of every step variant that must not sync: precisions, compile, each registered
+    method with the options under which it acts within a few steps (its declared ``busy``)."""
     out = [("fp32", []), ("bf16", ["engine.precision=bf16"]), ("compiled", ["engine.compile=true"]),
            ("compiled-bf16", ["engine.compile=true", "engine.precision=bf16"])]
-    out += [(name, [f"method.name={name}", *STEP_METHOD_OVERRIDES.get(name, [])]) for name in sorted(METHODS)]
+    out += [(name, [f"method={json.dumps({'name': name, **cls.busy})}"]) for name, cls in sorted(METHODS.items())]
     return out
+
+
+def no_sync_steps(monkeypatch, members, steps=4):
+    """Real loop, real step strategy: steps 2…``steps`` run with every host sync forbidden (step 1
+    builds the optimiser state and compiles). Returns the members' states at the stop."""
+
+    def between(k):
+        if k == 1:
+            # why: non-fused optimisers keep step counters as host scalars; reading them is no device sync.
+            counters = {id(st["step"]) for s in members for st in s.optimizer.state.values() if "step" in st}
+            forbid_syncs(monkeypatch, counters)
+
+    try:
+        return run_steps(members, steps, between)
+    finally:
+        monkeypatch.undo()
 
 
 @pytest.mark.parametrize("overrides", [v for _, v in step_variants()], ids=[i for i, _ in step_variants()])
 def test_train_step_never_syncs(monkeypatch, tiny, overrides):
     monkeypatch.setattr(accel, "BACKEND", "aot_eager")  # why: traces like inductor, without a C++ build
-    s = loop.setup(resolve(None, tiny + ["environment.kind=task-sampling", *overrides]))
-    hooks = loop.capture_hooks(s)
-    acc = torch.zeros(3)
-    phase = next(p for p in s.schedule.phases if p.kind == "transition")
-    old, new = s.task(phase.old), s.task(phase.task)
-    cache = {}
-    loop.train_step(s, *s.env.batch(phase, old, new, loop.batch_indices(s, 0, cache)), 0, acc)  # warm-up, compile
-    # why: non-fused optimisers keep step counters as host scalars; reading them is no device sync.
-    host_counters = {id(st["step"]) for st in s.optimizer.state.values() if "step" in st}
-    forbid_syncs(monkeypatch, host_counters)
-    for step in range(1, 4):
-        x, y = s.env.batch(phase, old, new, loop.batch_indices(s, step, cache))
-        loop.train_step(s, x, y, step, acc)
-    monkeypatch.undo()
-    for h in hooks:
-        h.remove()
-    assert acc[2].item() == 4 * 100
+    s = loop.setup(resolve(None, tiny + ["environment.kind=task-sampling", "environment.epochs_per_task=4",
+                                         *overrides]))
+    (state,) = no_sync_steps(monkeypatch, [s])
+    assert state["acc"][2].item() == 4 * 100
 
 
 @pytest.mark.parametrize("overrides", [[], ["engine.precision=bf16"], ["method.name=redo", "method.every=1"]],
                          ids=["fp32", "bf16", "capture"])
 def test_packed_step_never_syncs(monkeypatch, tiny, overrides):
-    if overrides and overrides[0] == "method.name=redo" and "redo" not in METHODS:
-        pytest.skip("redo is not registered on this branch")
-    cfgs = [resolve(None, tiny + [f"seed={k}", *overrides]) for k in range(3)]
-    p = packed.setup_pack(cfgs)
-    phase = p.members[0].schedule.phases[0]
-    news, caches = [s.task(0) for s in p.members], [{} for _ in cfgs]
-    acc = torch.zeros(3, 3)
-    packed.packed_step(p, *packed.packed_batch(p, phase, [None] * 3, news, 0, caches), 0, acc)
-    forbid_syncs(monkeypatch)
-    for step in range(1, 4):
-        packed.packed_step(p, *packed.packed_batch(p, phase, [None] * 3, news, step, caches), step, acc)
-    monkeypatch.undo()
-    assert acc[:, 2].tolist() == [400.0] * 3
+    members = loop.setup_pack([resolve(None, tiny + [f"seed={k}", *overrides]) for k in range(3)])
+    states = no_sync_steps(monkeypatch, members)
+    assert [st["acc"][2].item() for st in states] == [400.0] * 3
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("overrides", [[], ["engine.precision=bf16"]], ids=["fp32", "bf16"])
 def test_cuda_steps_never_sync(tiny, overrides):
-    cfg = resolve(None, tiny + ["environment.kind=task-sampling", "engine.device=cuda", *overrides])
-    s = loop.setup(cfg)
-    p = packed.setup_pack([resolve(None, tiny + ["engine.device=cuda", f"seed={k}", *overrides]) for k in range(2)])
-    acc, pacc, cache, caches = torch.zeros(3, device="cuda"), torch.zeros(2, 3, device="cuda"), {}, [{}, {}]
-    phase = next(q for q in s.schedule.phases if q.kind == "transition")
-    old, new = s.task(phase.old), s.task(phase.task)
-    news = [m.task(0) for m in p.members]
-    pphase = p.members[0].schedule.phases[0]
+    cuda = tiny + ["engine.device=cuda", "environment.epochs_per_task=8", *overrides]
 
-    def steps(first, last):
-        for step in range(first, last):
-            loop.train_step(s, *s.env.batch(phase, old, new, loop.batch_indices(s, step, cache)), step, acc)
-            packed.packed_step(p, *packed.packed_batch(p, pphase, [None, None], news, step, caches), step, pacc)
+    def between(k):
+        if k == 2:  # warm-up: lazy optimiser state, first epoch permutations
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
 
-    steps(0, 2)  # warm-up: lazy optimiser state, first epoch permutations
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        steps(2, 22)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    assert acc[2].item() == 22 * 100
-
-
-def test_default_run_first_task_learns(tmp_path):
-    d = plasticlab.run(None, overrides=["tasks.count=1", "diagnostics.every=never"], out=tmp_path / "d")
-    (first,) = plasticlab.read_metrics(d, "task_end")
-    assert first["train_acc"] > 0.9
+    for members in ([loop.setup(resolve(None, cuda))], loop.setup_pack([resolve(None, cuda + [f"seed={k}"])
+                                                                         for k in range(2)])):
+        try:
+            states = run_steps(members, 12, between)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        assert all(st["acc"][2].item() == 12 * 100 for st in states)

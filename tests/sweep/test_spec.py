@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from plasticlab.config import DEFAULT_CONFIG, config_hash, load_config
+from plasticlab.config import config_hash, load_config
 from plasticlab.registry import UserError
 from plasticlab.sweep import load_sweep
 from plasticlab.sweep.spec import run_id
@@ -55,7 +55,7 @@ def test_seeds_default_to_base_seed_and_missing_sections_start_from_defaults():
     points = load_sweep({"base": {"seed": 4}, "grid": {"tasks.count": [2, 3]}}).points()
     assert [p.seed for p in points] == [4, 4]
     assert [p.config["tasks"]["count"] for p in points] == [2, 3]
-    assert points[0].config["tasks"]["family"] == DEFAULT_CONFIG["tasks"]["family"]
+    assert points[0].config["tasks"]["family"] == "random-labels"
 
 
 def test_base_path_is_relative_to_the_sweep_file(tmp_path):

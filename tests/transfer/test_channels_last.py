@@ -4,6 +4,7 @@ import torch
 
 from plasticlab.api import resolve
 from plasticlab.engine import loop
+from tests.conftest import run_steps
 
 BASE = ["tasks.family=permuted-pixels", "tasks.count=1", "model={name: cnn, channels: [4, 8], hidden: [8]}",
         "optim.batch_size=32", "diagnostics.every=never"]
@@ -15,10 +16,7 @@ def test_channels_last_matches_the_default_layout():
         s = loop.setup(resolve(None, BASE + [f"engine.channels_last={str(flag).lower()}"]), torch.device("cpu"))
         conv = s.model.convs[1].weight  # why: convs[0] has 1 input channel, contiguous in both layouts
         assert conv.is_contiguous(memory_format=torch.channels_last) == flag
-        task, acc, cache = s.task(0), torch.zeros(3), {}
-        for step in range(3):
-            idx = loop.batch_indices(s, step, cache)
-            loop.train_step(s, task.x_train[idx], task.y_train[idx], step, acc)
+        acc = run_steps([s], 3)[0]["acc"]
         assert s.model.convs[1].weight.is_contiguous(memory_format=torch.channels_last) == flag
         runs[flag] = ({k: v.clone() for k, v in s.model.state_dict().items()}, acc.clone())
     (a, acc_a), (b, acc_b) = runs[False], runs[True]

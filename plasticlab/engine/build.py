@@ -1,0 +1,157 @@
+"""The one builder: everything a run needs before step 0, from its config.
+
+``setup(cfg)`` is used by every entry point — ``run``, packed sweeps (``setup_pack``), transfer
+fine-tuning (``model=`` and ``base=`` given) and ``diagnose`` — so device choice, channels-last,
+compilation, unit maps and method setup are decided in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from plasticlab import diagnostics, registry, units
+from plasticlab.config import RunConfig, to_dict
+from plasticlab.data import load_dataset
+from plasticlab.engine.accel import maybe_compile
+from plasticlab.engine.optim import make_optimizer
+from plasticlab.envs import build_schedule, steps_per_epoch
+from plasticlab.methods import MethodContext
+from plasticlab.registry import UserError
+from plasticlab.seeding import derived_seed
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def build_model(cfg: RunConfig, input_shape: tuple[int, ...], n_out: int, seed: int, device) -> nn.Module:
+    """The model of ``cfg``, initialised from ``seed`` without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derived_seed(seed, "init"))
+        model = cfg.model.build(input_shape, n_out)
+    return place(model, cfg, input_shape, device)
+
+
+def place(model: nn.Module, cfg: RunConfig, input_shape: tuple[int, ...], device) -> nn.Module:
+    """``model`` on ``device``, in channels-last memory format where ``engine.channels_last`` asks."""
+    if cfg.engine.channels_last and len(input_shape) == 3:
+        model = model.to(memory_format=torch.channels_last)  # 4-d weights only
+    return model.to(device)
+
+
+@dataclass
+class Setup:
+    """Everything one run (one member of a pack) builds before step 0."""
+
+    cfg: RunConfig
+    device: torch.device
+    base: object
+    family: object
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    unit_map: list
+    methods: list
+    ctx: MethodContext
+    schedule: object
+    env: object
+    probe_idx: torch.Tensor | None
+    n_train: int
+    loss_fn: Callable
+    """``family.loss``, compiled when ``engine.compile`` (the eager step's forward + loss)."""
+    tasks: dict = field(default_factory=dict)
+
+    def task(self, t: int):
+        """Task t, built on first use; only the tasks in use are kept."""
+        if t not in self.tasks:
+            self.tasks = {k: v for k, v in self.tasks.items() if k >= t - 1}
+            self.tasks[t] = self.family.make_task(self.base, self.cfg.seed, t)
+        return self.tasks[t]
+
+
+def load_base(cfg: RunConfig, device: torch.device):
+    """The dataset of ``cfg`` (or the family's own generated data) as device tensors."""
+    d = cfg.data
+    if not getattr(cfg.tasks, "uses_data", True):
+        return cfg.tasks.prepare(cfg.seed, device)
+    return load_dataset(d.name, root=d.root, samples_per_class=d.samples_per_class,
+                        test_samples_per_class=d.test_samples_per_class, normalize=d.normalize, seed=cfg.seed,
+                        device=device)
+
+
+def setup(cfg: RunConfig, device: torch.device | None = None, *, base: object | None = None,
+          model: nn.Module | None = None, factory: Callable[[int], nn.Module] | None = None) -> Setup:
+    """Build data, model, optimiser, unit map, methods and schedule for ``cfg``.
+
+    Args:
+        device: default ``pick_device(cfg.engine.device)``.
+        base: the already loaded dataset of ``cfg`` (pack members share one copy; transfer
+            passes its target subset).
+        model: an existing model to train instead of a fresh one (transfer fine-tuning).
+        factory: ``seed → nn.Module`` used instead of ``cfg.model`` for the model (from the run's
+            init seed) and for methods' fresh models (Python API: your own architecture).
+    Raises:
+        UserError: missing data or a config the data cannot serve (before anything is written).
+    """
+    device = device or pick_device(cfg.engine.device)
+    if cfg.engine.threads:
+        torch.set_num_threads(cfg.engine.threads)
+    family = cfg.tasks
+    base = load_base(cfg, device) if base is None else base
+    n_out, in_shape = family.n_outputs(base), family.input_shape(base)
+    if cfg.augment.enabled and len(in_shape) != 3:
+        raise UserError("config: augment.enabled: needs image data (C, H, W); set augment.enabled=false")
+    if factory is None:
+        def fresh(seed: int) -> nn.Module:
+            return build_model(cfg, in_shape, n_out, seed, device)
+    else:
+        def fresh(seed: int) -> nn.Module:
+            with torch.random.fork_rng(devices=[]):
+                return place(factory(seed), cfg, in_shape, device)
+    model = fresh(derived_seed(cfg.seed, "init") if factory else cfg.seed) if model is None else place(
+        model, cfg, in_shape, device)
+    optimizer = make_optimizer(model, cfg.optim)
+    unit_map = units.build(model) if hasattr(model, "unit_layers") else []
+    ctx = MethodContext(model, optimizer, unit_map, cfg.seed, device, fresh_model=fresh,
+                        activations=[None] * len(unit_map))
+    methods = [dataclasses.replace(m) for m in cfg.method]  # fresh instances: state is per run, not per config
+    for m in methods:
+        m.setup(ctx)
+    n_train = family.n_train(base) if hasattr(family, "n_train") else base.x_train.shape[0]
+    schedule = build_schedule(cfg.environment, family.count, steps_per_epoch(n_train, cfg.optim.batch_size))
+    env = registry.ENVIRONMENTS[cfg.environment.kind](classes=n_out, mode=cfg.environment.transition.mode)
+    probe_idx = None
+    if cfg.diagnostics.every != "never":
+        probe_idx = diagnostics.probe_indices(cfg.seed, n_train, cfg.diagnostics.probe_size, device)
+    return Setup(cfg, device, base, family, model, optimizer, unit_map, methods, ctx, schedule, env, probe_idx,
+                 n_train, maybe_compile(family.loss, cfg.engine.compile))
+
+
+def setup_pack(cfgs: list[RunConfig], device: torch.device | None = None) -> list[Setup]:
+    """``setup`` of every member of a pack; members whose data agree share one loaded dataset.
+
+    Members with subsampled data (``samples_per_class`` or ``test_samples_per_class`` set), or
+    whose family generates its data, draw it from their own seed: only equal seeds share it.
+    """
+    device = device or pick_device(cfgs[0].engine.device)
+    cache: dict[str, object] = {}
+    out = []
+    for cfg in cfgs:
+        d = cfg.data
+        own = (d.samples_per_class is not None or d.test_samples_per_class is not None
+               or not getattr(cfg.tasks, "uses_data", True))
+        key = json.dumps([to_dict(cfg)["data"], to_dict(cfg)["tasks"]["family"], cfg.seed if own else None])
+        if key not in cache:
+            cache[key] = load_base(cfg, device)
+        out.append(setup(cfg, device, base=cache[key]))
+    return out
