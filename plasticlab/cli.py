@@ -156,7 +156,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--device", choices=["auto", "cpu", "cuda"])
     r.add_argument("--resume", nargs="?", const=True, metavar="DIR",
                    help="continue the run in DIR exactly from its latest checkpoint (--set only for "
-                        "engine.device, threads, loggers, checkpoint_every, eval_batch_size)")
+                        "engine.device, threads, loggers, checkpoint_every)")
     r.add_argument("--dry-run", action="store_true", help="print the phase schedule and exit")
     r.add_argument("--quiet", action="store_true", help="no progress bar or table")
     r.set_defaults(fn=cmd_run)

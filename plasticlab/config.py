@@ -428,10 +428,9 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-RESUME_SAFE = ("engine.device", "engine.threads", "engine.loggers", "engine.checkpoint_every",
-               "engine.eval_batch_size")
-"""Config keys that ``--resume`` may change: where and how fast the run executes, not what it computes
-(``engine.eval_batch_size`` only splits the measurements into chunks)."""
+RESUME_SAFE = ("engine.device", "engine.threads", "engine.loggers", "engine.checkpoint_every")
+"""Config keys that ``--resume`` may change: where the run executes, how it logs and checkpoints —
+not what it computes (another device or thread count can still round differently)."""
 
 
 def flat(raw: dict, prefix: str = "") -> dict:

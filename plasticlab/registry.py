@@ -1,10 +1,14 @@
 """Registries: one dict per kind of component, filled by the ``register`` decorator.
 
-Each subpackage's ``__init__`` imports its modules explicitly, so that file lists everything
-registered. Config sections name components by these short, stable keys.
+Each component subpackage's ``__init__`` calls ``import_all``, so adding a method, model or
+family is one new file: every module in the package is imported and registers itself. Config
+sections name components by these short, stable keys.
 """
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 DATASETS: dict[str, object] = {}
 FAMILIES: dict[str, type] = {}
@@ -23,6 +27,12 @@ def register(table: dict, name: str):
         return obj
 
     return deco
+
+
+def import_all(package: str, path: list[str]) -> None:
+    """Import every module of ``package`` (whose ``__path__`` is ``path``): each registers itself."""
+    for info in sorted(pkgutil.iter_modules(path), key=lambda i: i.name):
+        importlib.import_module(f"{package}.{info.name}")
 
 
 class UserError(Exception):

@@ -82,3 +82,23 @@ def test_sweep_report_diagnose_and_recipes_end_to_end(tmp_path):
     assert lst.returncode == 0 and "quickstart" in lst.stdout and "zilly-transfer-size" in lst.stdout
     show = cli("recipes", "show", "quickstart")
     assert show.returncode == 0 and "profiles:" in show.stdout
+
+
+def test_help_of_every_command_exits_0():
+    from plasticlab.cli import parser
+
+    sub = next(a for a in parser()._actions if a.dest == "command")
+    for command in [None, *sub.choices]:
+        r = cli(*([command] if command else []), "--help")
+        assert r.returncode == 0 and "usage: plasticlab" in r.stdout, (command, r.stderr)
+
+
+def test_resume_with_a_changing_set_or_with_out_is_one_line_exit_2(tmp_path, tiny):
+    d = tmp_path / "r"
+    assert cli("run", *[x for s in tiny + ["tasks.count=1"] for x in ("--set", s)], "--out", str(d)).returncode == 0
+    before = (d / "metrics.jsonl").read_text()
+    for args in (["--resume", str(d), "--set", "optim.lr=0.5"], ["--resume", str(d), "--out", str(d)]):
+        r = cli("run", *args)
+        assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert "optim.lr" in cli("run", "--resume", str(d), "--set", "optim.lr=0.5").stderr
+    assert (d / "metrics.jsonl").read_text() == before

@@ -78,3 +78,14 @@ def test_changing_a_tag_drops_the_old_components_options():
     assert cfg.method[0].tau == 0.2
     with pytest.raises(UserError, match="models that fit: t5"):
         load_config(None, ["tasks.family=bigram-cipher", "environment.kind=abrupt"])
+
+
+def test_one_source_of_defaults_writing_a_default_changes_nothing():
+    from plasticlab.config import load_config, to_dict
+
+    default = to_dict(load_config(None))
+    assert to_dict(load_config({"environment": {"kind": "abrupt"}})) == default
+    assert to_dict(load_config({"model": {"name": "mlp"}, "tasks": {"family": "random-labels"}})) == default
+    assert default["environment"]["epochs_per_task"] == 10 and default["tasks"] == {"family": "random-labels",
+                                                                                      "count": 10}
+    assert to_dict(load_config({"model": {"hidden": [16]}}))["model"]["name"] == "mlp"  # tag defaults too

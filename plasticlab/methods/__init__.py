@@ -1,16 +1,8 @@
-"""Mitigations, one file each, registered by name. Importing this module registers them all."""
+"""Mitigations, one file each, registered by name. Importing this package registers every module in it."""
 
-from plasticlab.methods import (  # noqa: F401
-    cbp,
-    full_reset,
-    head_reset,
-    l2,
-    l2_init,
-    redo,
-    reset_frozen,
-    shrink_perturb,
-    spectral,
-)
 from plasticlab.methods.base import Method, MethodContext, MethodDefaults
+from plasticlab.registry import import_all
+
+import_all(__name__, __path__)
 
 __all__ = ["Method", "MethodContext", "MethodDefaults"]

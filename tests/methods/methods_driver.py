@@ -1,41 +1,36 @@
-"""A tiny stand-in for the engine loop that calls methods exactly as the protocol says.
+"""Tiny runs of the real engine for the method tests.
 
-Per step: loss = CE + Σ extra_loss → zero_grad → backward → add_grad → optimizer.step → after_step (cadence
-``every``, config order); ``on_task_start``/``on_task_end`` at task boundaries; activations of
-each unit layer captured by forward hooks when a method sets ``capture``.
+``tiny(...)`` builds a ``Setup`` with ``plasticlab.engine.build.setup`` from a config (methods
+from ``method=``), a hand-written test model (``factory``) and random data (``base``). Training
+is always the engine's own: ``step`` is one ``train_step`` through ``EagerStep`` (which installs
+the activation capture hooks) and ``run``/``run_until`` are ``loop.run``. Nothing here steps an
+optimiser or walks a schedule by itself; to look inside a run, ``spy`` wraps one hook of a
+method so the engine's own call to it runs a check before and/or after it.
+
+Schedule of ``tiny(tasks=T, steps_per_task=S)``: abrupt, not compute-matched, one epoch per task
+of S full batches of ``BATCH`` examples, so task t is global steps [t·S, (t+1)·S).
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import json
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from plasticlab import units
-from plasticlab.methods.base import MethodContext
+from plasticlab.api import resolve
+from plasticlab.data.base import Dataset
+from plasticlab.engine import loop
+from plasticlab.engine.build import Setup, setup
+from plasticlab.engine.steps import EagerStep
 from plasticlab.models.mlp import MLP
-from plasticlab.seeding import generator
+from plasticlab.registry import Interrupted
 
-N_IN, N_OUT = 6, 3
-
-NAMES = ["l2", "l2-init", "spectral", "shrink-perturb", "redo", "cbp", "reset-frozen", "head-reset", "full-reset"]
-
-# Settings that make each method act within a few steps of a tiny run.
-BUSY = {
-    "l2": {"coef": 1e-2},
-    "l2-init": {"coef": 1e-2},
-    "spectral": {"coef": 0.1, "iterations": 1},
-    "shrink-perturb": {"when": "step", "every": 2, "noise_dist": "init"},
-    "redo": {"every": 2, "tau": 0.5, "at_task_end": True},
-    "cbp": {"replacement_rate": 0.2, "maturity": 2},
-    "reset-frozen": {"tau": 3.0, "tasks": "all"},
-    "head-reset": {},
-    "full-reset": {},
-}
+N_IN, N_OUT, BATCH = 6, 3, 16
 
 
 def mlp_builder(hidden=(8, 8), norm: str = "layernorm") -> Callable[[int], nn.Module]:
@@ -51,6 +46,8 @@ def mlp_builder(hidden=(8, 8), norm: str = "layernorm") -> Callable[[int], nn.Mo
 
 class TinyConv(nn.Module):
     """conv(2→4, 3×3, pad 1) → ReLU → flatten (4·5·5) → Linear(100 → 3): outgoing slice with group 25."""
+
+    n_in = 50
 
     def __init__(self):
         super().__init__()
@@ -118,84 +115,94 @@ def ff_builder() -> Callable[[int], nn.Module]:
     return build
 
 
-class Driver:
-    """Model + Adam + methods + capture hooks, stepping like the engine."""
+def dataset(n_train: int, n_in: int = N_IN) -> Dataset:
+    """Standard-normal inputs (n, n_in) with random class ids in [0, N_OUT); a small test set."""
+    g = torch.Generator().manual_seed(1234)
+    x, xt = torch.randn(n_train, n_in, generator=g), torch.randn(BATCH, n_in, generator=g)
+    y, yt = torch.randint(0, N_OUT, (n_train,), generator=g), torch.randint(0, N_OUT, (BATCH,), generator=g)
+    return Dataset(x, y, xt, yt, N_OUT)
 
-    def __init__(self, methods: list, build: Callable[[int], nn.Module] | None = None, seed: int = 0,
-                 lr: float = 1e-2, n_in: int = N_IN):
-        build = build or mlp_builder()
-        self.model = build(seed)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
-        self.methods = methods
-        self.units = units.build(self.model)
-        self.ctx = MethodContext(self.model, self.optimizer, self.units, seed, torch.device("cpu"),
-                                 fresh_model=build, activations=[None] * len(self.units))
-        self.n_in = n_in
-        for m in methods:
-            m.setup(self.ctx)
-        if any(getattr(m, "capture", False) for m in methods):
-            for i, layer in enumerate(self.units):
-                layer.activation.register_forward_hook(self._hook(i))
 
-    def _hook(self, i):
-        def fn(_m, _inp, out):
-            self.ctx.activations[i] = out.detach()
+def options(*methods: dict) -> str:
+    """The ``method=`` override of these method sections (JSON is YAML)."""
+    return f"method={json.dumps(list(methods))}"
 
-        return fn
 
-    def batch(self, step: int, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-        g = generator("batch", step)
-        x = torch.randn(size, self.n_in, generator=g)
-        y = torch.randint(0, N_OUT, (size,), generator=g)
-        return x, y
+def tiny(*methods: dict, factory: Callable[[int], nn.Module] | None = None, tasks: int = 2,
+         steps_per_task: int = 4, lr: float = 1e-2, optim: str = "adam", overrides: tuple[str, ...] = ()) -> Setup:
+    """The engine's ``Setup`` of a tiny random-labels run of ``methods`` (config sections) on a test model.
 
-    def optimise(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Forward, extra losses, backward, optimizer.step — everything before after_step."""
-        loss = F.cross_entropy(self.model(x), y)
-        for m in self.methods:
-            extra = m.extra_loss(self.model)
-            if extra is not None:
-                loss = loss + extra
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for m in self.methods:
-            m.add_grad()
-        self.optimizer.step()
+    ``factory`` defaults to ``mlp_builder()``; a model class with an ``n_in`` attribute gets inputs of that width.
+    """
+    factory = factory or mlp_builder()
+    n_in = getattr(factory(0), "n_in", N_IN)
+    cfg = resolve(None, [f"tasks={{family: random-labels, count: {tasks}}}", "environment.epochs_per_task=1",
+                         "environment.compute_matched=false", f"optim.name={optim}", f"optim.lr={lr}",
+                         f"optim.batch_size={BATCH}", "diagnostics.every=never", "engine.device=cpu",
+                         options(*methods), *overrides])
+    return setup(cfg, torch.device("cpu"), base=dataset(steps_per_task * BATCH, n_in), factory=factory)
 
-    def after(self, step: int, x: torch.Tensor) -> None:
-        for m in self.methods:
-            if step % m.every == 0:
-                m.after_step(step, x)
 
-    def step(self, step: int) -> None:
-        x, y = self.batch(step)
-        self.optimise(x, y)
-        self.after(step, x)
+def batch(s: Setup, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The engine's batch of global ``step`` of task 0 (``loop.batch``)."""
+    return loop.batch(s, s.schedule.phases[0], None, s.task(0), step, {})
 
-    def run(self, start: int, stop: int, steps_per_task: int) -> None:
-        """Global steps [start, stop) with task boundaries every ``steps_per_task`` steps."""
-        for step in range(start, stop):
-            if step % steps_per_task == 0:
-                for m in self.methods:
-                    m.on_task_start(step // steps_per_task)
-            self.step(step)
-            if (step + 1) % steps_per_task == 0:
-                for m in self.methods:
-                    m.on_task_end(step // steps_per_task)
 
-    def checkpoint(self) -> dict:
-        """Round-trip through torch.save / torch.load(weights_only=True), as the store does."""
-        buf = io.BytesIO()
-        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "methods": [m.state_dict() for m in self.methods]}, buf)
-        buf.seek(0)
-        return torch.load(buf, weights_only=True)
+def step(s: Setup, k: int) -> None:
+    """One real optimiser step numbered ``k`` (``EagerStep``: activations captured for methods that capture)."""
+    eager = EagerStep(s)
+    try:
+        eager([batch(s, k)], k, torch.zeros(1, 3))
+    finally:
+        eager.close()
 
-    def restore(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        for m, ms in zip(self.methods, state["methods"], strict=True):
-            m.load_state_dict(ms)
+
+def run(s: Setup, *, saves: list | None = None, resumes: list | None = None) -> list[dict]:
+    """The whole schedule of ``s`` through ``loop.run``; returns its rows."""
+    rows: list[dict] = []
+    assert loop.run([s], [rows.append], saves=saves, resumes=resumes) == [None]
+    return rows
+
+
+def run_until(s: Setup, n: int) -> tuple[list[dict], dict]:
+    """``loop.run`` stopped (its ``stop`` hook) after ``n`` steps: its rows and its checkpoint at the stop."""
+    rows: list[dict] = []
+    saved: list[dict] = []
+    polls = iter(range(1, 10**9))
+    try:
+        loop.run([s], [rows.append], saves=[lambda st: saved.append(through_disk(st))],
+                 stop=lambda: next(polls) >= n)
+    except Interrupted as e:
+        assert e.step == n == saved[-1]["step"]
+        return rows, saved[-1]
+    raise AssertionError(f"the run ended before {n} steps")
+
+
+def spy(m, hook: str, before: Callable | None = None, after: Callable | None = None) -> list:
+    """Wrap ``m.<hook>`` so every call the engine makes runs ``before(*args)`` and ``after(*args)``
+    around the real hook. Returns the list of the calls' first arguments (step or task)."""
+    real = getattr(m, hook)
+    calls: list = []
+
+    def wrapped(*args):
+        calls.append(args[0] if args else None)
+        if before is not None:
+            before(*args)
+        out = real(*args)
+        if after is not None:
+            after(*args)
+        return out
+
+    setattr(m, hook, wrapped)  # an instance attribute: the engine's m.<hook>(...) finds it first
+    return calls
+
+
+def through_disk(obj):
+    """``obj`` after ``torch.save`` and ``torch.load(weights_only=True)``, as the store does."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
 
 
 def snapshot(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:

@@ -5,25 +5,28 @@ import torch
 
 from plasticlab.methods.entry_adam import EntryAdam
 from plasticlab.units import reset_optimizer_state
+from tests.methods.methods_driver import run, tiny
 
 
-def run(opt_cls, steps: int, **kw) -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    w = torch.nn.Parameter(torch.randn(5, 4, generator=g))
-    opt = opt_cls([w], lr=1e-2, **kw)
-    for _ in range(steps):
-        loss = (w.pow(3).sum() + (w * torch.randn(5, 4, generator=g)).sum())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return w.detach()
+def trained(name: str, wd: float, per_entry_step: bool) -> torch.nn.Module:
+    """A tiny model after 20 real engine steps with optimiser ``name`` (EntryAdam when ``per_entry_step``)."""
+    s = tiny(tasks=1, steps_per_task=20, optim=name,
+             overrides=(f"optim.weight_decay={wd}", f"optim.per_entry_step={str(per_entry_step).lower()}"))
+    assert isinstance(s.optimizer, EntryAdam) == per_entry_step
+    if not per_entry_step:
+        assert type(s.optimizer) is {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+    run(s)
+    return s.model
 
 
 @pytest.mark.parametrize("wd", [0.0, 0.1])
-def test_matches_torch_adam_and_adamw(wd):
-    torch.testing.assert_close(run(EntryAdam, 20, weight_decay=wd), run(torch.optim.Adam, 20, weight_decay=wd))
-    torch.testing.assert_close(run(EntryAdam, 20, weight_decay=wd, decoupled=True),
-                               run(torch.optim.AdamW, 20, weight_decay=wd))
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_matches_torch_adam_and_adamw(name, wd):
+    ours, torchs = trained(name, wd, True), trained(name, wd, False)
+    for (k, p), q in zip(ours.named_parameters(), torchs.parameters(), strict=True):
+        torch.testing.assert_close(p, q, msg=k)
+    plain = trained("adam" if name == "adamw" else "adamw", wd, True)  # the other coupling differs when wd > 0
+    assert (wd == 0) == all(torch.equal(p, q) for p, q in zip(ours.parameters(), plain.parameters(), strict=True))
 
 
 def first_update_after_reset(opt_cls) -> float:

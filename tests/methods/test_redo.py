@@ -1,11 +1,24 @@
-"""ReDo on planted dormant units: exactly their entries change, as the definition says."""
+"""ReDo on planted dormant units: exactly their entries change, as the definition says.
+
+The steps are the engine's (``train_step`` through ``EagerStep`` / ``loop.run``); ``spy`` looks at the
+state right before and right after the engine's call of ``after_step`` or ``on_task_end``."""
 
 import torch
 
 from plasticlab.methods.common import lowest_mask
-from plasticlab.methods.redo import ReDo, dormant_mask, redo_scores
+from plasticlab.methods.redo import dormant_mask, redo_scores
 from plasticlab.units import Slice
-from tests.methods.methods_driver import Driver, conv_builder, ff_builder, mlp_builder, snapshot
+from tests.methods.methods_driver import conv_builder, ff_builder, mlp_builder, run, snapshot, spy, step, tiny
+
+
+def before_after(s, m) -> dict:
+    """Spy on ``m.after_step``: ``seen["before"]``/``["after"]`` are snapshots around its latest call,
+    ``seen["acts"]`` the activations it was called with."""
+    seen = {}
+    spy(m, "after_step",
+        before=lambda k, x: seen.update(before=snapshot(s.model, s.optimizer), acts=list(s.ctx.activations)),
+        after=lambda k, x: seen.update(after=snapshot(s.model, s.optimizer)))
+    return seen
 
 
 def test_scores_are_normalised_mean_abs_activation():
@@ -25,27 +38,24 @@ def test_lowest_mask_picks_lowest_eligible_scores():
 
 
 def test_planted_dormant_unit_is_reset_and_nothing_else_changes():
-    m = ReDo(every=5, tau=0.1)
-    d = Driver([m], build=mlp_builder(hidden=(8,)))
-    lin0, norm0, lin1 = d.model.linears[0], d.model.norms[0], d.model.head
+    s = tiny({"name": "redo", "every": 5, "tau": 0.1}, factory=mlp_builder(hidden=(8,)))
+    m = s.methods[0]
+    lin0, norm0, lin1 = s.model.linears[0], s.model.norms[0], s.model.head
     with torch.no_grad():  # unit 3 of hidden0: LayerNorm gain 0, bias −1 → ReLU output 0 on every input
         norm0.weight[3] = 0.0
         norm0.bias[3] = -1.0
-    for step in range(1, 5):  # Adam moments become non-zero; no ReDo step yet (5 ∤ step)
-        d.step(step)
-    x, y = d.batch(5)
-    d.optimise(x, y)
-    before = snapshot(d.model, d.optimizer)
-    masks = [dormant_mask(layer, a, 0.1, 1.0) for layer, a in zip(d.units, d.ctx.activations, strict=True)]
+    seen = before_after(s, m)
+    step(s, 1)  # Adam moments become non-zero; no ReDo step (5 ∤ 1)
+    assert "before" not in seen
+    step(s, 5)
+    before, after = seen["before"], seen["after"]
+    masks = [dormant_mask(layer, a, 0.1, 1.0) for layer, a in zip(s.unit_map, seen["acts"], strict=True)]
     assert masks[0].nonzero().flatten().tolist() == [3]
     assert before["opt"]["linears.0.weight"]["exp_avg"][3].abs().sum() > 0
 
-    d.after(5, x)
-
-    g = d.ctx.generator("redo", "step", 5)
+    g = s.ctx.generator("redo", "step", 5)
     fresh_w = Slice(lin0.weight, 0, "uniform", 6**-0.5).draw(g)
     fresh_b = Slice(lin0.bias, 0, "uniform", 6**-0.5).draw(g)
-    after = snapshot(d.model, d.optimizer)
     changed = {
         "linears.0.weight": (slice(3, 4), slice(None)),
         "linears.0.bias": (slice(3, 4),),
@@ -71,55 +81,69 @@ def test_planted_dormant_unit_is_reset_and_nothing_else_changes():
 
 
 def test_max_fraction_resets_the_lowest_scores_first():
-    m = ReDo(every=1, tau=0.1, max_fraction=0.25)  # at most 2 of 8 units
-    d = Driver([m])
-    norm0 = d.model.norms[0]
+    s = tiny({"name": "redo", "every": 1, "tau": 0.1, "max_fraction": 0.25})  # at most 2 of 8 units
+    m = s.methods[0]
+    norm0 = s.model.norms[0]
     with torch.no_grad():
         norm0.weight[[1, 4, 6]] = 0.0
         norm0.bias[1], norm0.bias[4], norm0.bias[6] = 0.02, -1.0, 0.01  # scores: 6 < 1, and 4 is 0
-    x, y = d.batch(0)
-    d.optimise(x, y)
-    score = redo_scores(d.ctx.activations[0], 1)
+    seen = before_after(s, m)
+    step(s, 0)
+    act = seen["acts"][0]
+    score = redo_scores(act, 1)
     assert (score[[1, 4, 6]] <= 0.1).all() and score[4] < score[6] < score[1]
-    assert dormant_mask(d.units[0], d.ctx.activations[0], 0.1, 0.25).nonzero().flatten().tolist() == [4, 6]
-    kept = norm0.weight[1].item()
-    d.after(0, x)
-    assert norm0.weight[4] == 1.0 and norm0.weight[6] == 1.0 and norm0.weight[1] == kept
+    assert dormant_mask(s.unit_map[0], act, 0.1, 0.25).nonzero().flatten().tolist() == [4, 6]
+    assert norm0.weight[4] == 1.0 and norm0.weight[6] == 1.0
+    assert norm0.weight[1] == seen["before"]["params"]["norms.0.weight"][1]
 
 
 def test_conv_channel_with_grouped_outgoing_columns():
-    m = ReDo(every=1, tau=0.1)
-    d = Driver([m], build=conv_builder(), n_in=50)
-    conv, head = d.model.conv, d.model.head
+    s = tiny({"name": "redo", "every": 1, "tau": 0.1}, factory=conv_builder())
+    m = s.methods[0]
+    conv, head = s.model.conv, s.model.head
     with torch.no_grad():
         conv.weight[2] = 0.0
         conv.bias[2] = -1.0
-    x, y = d.batch(0)
-    d.optimise(x, y)
-    before = snapshot(d.model, d.optimizer)
-    d.after(0, x)
-    g = d.ctx.generator("redo", "step", 0)
-    fresh = d.units[0].incoming[0].draw(g)
+    seen = before_after(s, m)
+    step(s, 0)
+    before = seen["before"]
+    g = s.ctx.generator("redo", "step", 0)
+    fresh = s.unit_map[0].incoming[0].draw(g)
     assert torch.equal(conv.weight[2], fresh[2])
     assert torch.equal(conv.weight[[0, 1, 3]], before["params"]["conv.weight"][[0, 1, 3]])
     assert (head.weight[:, 50:75] == 0).all()
     assert torch.equal(head.weight[:, :50], before["params"]["head.weight"][:, :50])
     assert torch.equal(head.weight[:, 75:], before["params"]["head.weight"][:, 75:])
-    assert (d.optimizer.state[head.weight]["exp_avg"][:, 50:75] == 0).all()
-    assert (d.optimizer.state[conv.weight]["exp_avg_sq"][2] == 0).all()
+    assert (s.optimizer.state[head.weight]["exp_avg"][:, 50:75] == 0).all()
+    assert (s.optimizer.state[conv.weight]["exp_avg_sq"][2] == 0).all()
     assert torch.equal(head.bias, before["params"]["head.bias"])
 
 
+def planted_run(at_task_end: bool) -> tuple[list, list, torch.nn.Module]:
+    """One task of 5 steps with ReDo every 3 steps; unit 0 of hidden1 is made dormant right after the
+    last check (step 3), so only a check at the task end can find it."""
+    s = tiny({"name": "redo", "every": 3, "tau": 0.1, "at_task_end": at_task_end}, tasks=1, steps_per_task=5)
+    m = s.methods[0]
+    norm1 = s.model.norms[1]
+
+    def plant(k, x):
+        if k == 3:
+            with torch.no_grad():
+                norm1.weight[0] = 0.0
+                norm1.bias[0] = -1.0
+
+    checks = spy(m, "after_step", after=plant)
+    ends = spy(m, "on_task_end")
+    run(s)
+    return checks, ends, s.model
+
+
 def test_at_task_end_and_cadence():
-    m = ReDo(every=3, tau=0.1, at_task_end=True)
-    d = Driver([m])
-    with torch.no_grad():
-        d.model.norms[1].weight[0] = 0.0
-        d.model.norms[1].bias[0] = -1.0
-    d.run(1, 3, steps_per_task=100)  # steps 1, 2: no check
-    assert d.model.norms[1].weight[0] == 0.0
-    m.on_task_end(0)
-    assert d.model.norms[1].weight[0] == 1.0
+    checks, ends, model = planted_run(at_task_end=True)
+    assert checks == [0, 3] and ends == [0]  # the engine's cadence: steps 0 and 3 of 0–4
+    assert model.norms[1].weight[0] == 1.0 and model.norms[1].bias[0] == 0.0  # reset at the task end
+    _, _, model = planted_run(at_task_end=False)
+    assert abs(float(model.norms[1].weight[0].detach())) < 0.1 and model.norms[1].bias[0] < -0.9  # still dormant
 
 
 def test_sequence_units_act_dim_2():
@@ -128,15 +152,14 @@ def test_sequence_units_act_dim_2():
     a[0, 0, 3] = -6.0
     # mean |h| per unit over (B, L) = 0, 2, 0, 1 → layer mean 0.75
     torch.testing.assert_close(redo_scores(a, 2), torch.tensor([0.0, 2.0, 0.0, 1.0]) / 0.75)
-    m = ReDo(every=1, tau=0.1)
-    d = Driver([m], build=ff_builder())
+    s = tiny({"name": "redo", "every": 1, "tau": 0.1}, factory=ff_builder())
+    m = s.methods[0]
     with torch.no_grad():
-        d.model.wi.weight[5] = 0.0  # h_5 = ReLU(0) = 0 at every position
-    x, y = d.batch(0)
-    d.optimise(x, y)
-    before = snapshot(d.model, d.optimizer)
-    d.after(0, x)
-    assert (d.model.wi.weight[5] != 0).all() and (d.model.wo.weight[:, 5] == 0).all()
+        s.model.wi.weight[5] = 0.0  # h_5 = ReLU(0) = 0 at every position
+    seen = before_after(s, m)
+    step(s, 0)
+    before = seen["before"]
+    assert (s.model.wi.weight[5] != 0).all() and (s.model.wo.weight[:, 5] == 0).all()
     keep = torch.arange(8) != 5
-    assert torch.equal(d.model.wi.weight[keep], before["params"]["wi.weight"][keep])
-    assert torch.equal(d.model.wo.weight[:, keep], before["params"]["wo.weight"][:, keep])
+    assert torch.equal(s.model.wi.weight[keep], before["params"]["wi.weight"][keep])
+    assert torch.equal(s.model.wo.weight[:, keep], before["params"]["wo.weight"][:, keep])

@@ -1,50 +1,66 @@
-"""reset-frozen touches only mutually frozen units; head-reset and full-reset re-initialise."""
+"""reset-frozen touches only mutually frozen units; head-reset and full-reset re-initialise.
+
+The runs are the engine's (``loop.run``: 2 tasks); ``spy`` looks at the state right before and
+right after the engine's call of ``on_task_start``."""
 
 import torch
 
 from plasticlab.diagnostics.frozen import frozen_mask
-from plasticlab.methods.full_reset import FullReset
-from plasticlab.methods.head_reset import HeadReset
-from plasticlab.methods.reset_frozen import ResetFrozen
 from plasticlab.seeding import derived_seed
-from tests.methods.methods_driver import Driver, snapshot
+from tests.methods.methods_driver import run, snapshot, spy, tiny
 
 
-def plant_frozen(d: Driver) -> None:
+def plant_frozen(s) -> None:
     """hidden0 unit 2: incoming and outgoing tiny (frozen); unit 5: incoming tiny only (sparse)."""
-    lin0, lin1 = d.model.linears[0], d.model.linears[1]
+    lin0, lin1 = s.model.linears[0], s.model.linears[1]
     with torch.no_grad():
         lin0.weight[2] *= 1e-3
         lin1.weight[:, 2] *= 1e-3
         lin0.weight[5] *= 1e-3
 
 
+def around_task_starts(s, m, before=None) -> dict:
+    """Spy on ``m.on_task_start``: snapshots before/after each call, by task."""
+    seen: dict = {}
+
+    def pre(t):
+        if before is not None:
+            before(t)
+        seen[t] = {"before": snapshot(s.model, s.optimizer)}
+
+    spy(m, "on_task_start", pre, lambda t: seen[t].update(after=snapshot(s.model, s.optimizer)))
+    return seen
+
+
 def test_frozen_mask_definition():
-    d = Driver([])
-    plant_frozen(d)
-    assert frozen_mask(d.units[0], 0.1).nonzero().flatten().tolist() == [2]
-    assert not frozen_mask(d.units[1], 0.1).any()
-    assert frozen_mask(d.units[0], 0.0).sum() == 0
-    assert frozen_mask(d.units[0], 10.0).all()  # every |w| < bound = √3·std < 10·std
+    s = tiny()
+    plant_frozen(s)
+    assert frozen_mask(s.unit_map[0], 0.1).nonzero().flatten().tolist() == [2]
+    assert not frozen_mask(s.unit_map[1], 0.1).any()
+    assert frozen_mask(s.unit_map[0], 0.0).sum() == 0
+    assert frozen_mask(s.unit_map[0], 10.0).all()  # every |w| < bound = √3·std < 10·std
 
 
 def test_reset_frozen_touches_only_frozen_units():
-    m = ResetFrozen(tau=0.1)
-    d = Driver([m])
-    plant_frozen(d)
-    d.step(0)  # Adam moments everywhere
-    with torch.no_grad():
-        d.model.linears[0].weight[2] *= 1e-3  # the step moved them by ~lr; make them tiny again
-        d.model.linears[1].weight[:, 2] *= 1e-3
-    before = snapshot(d.model, d.optimizer)
-    m.on_task_start(0)  # default tasks: all_but_first
-    after = snapshot(d.model, d.optimizer)
-    assert all(torch.equal(after["params"][k], v) for k, v in before["params"].items())
-    m.on_task_start(1)
-    after = snapshot(d.model, d.optimizer)
-    g = d.ctx.generator("reset-frozen", 1)
-    layer0 = d.units[0]
-    fresh = [s.draw(g) for s in layer0.incoming] + [s.draw(g) for s in layer0.outgoing]
+    s = tiny({"name": "reset-frozen", "tau": 0.1}, steps_per_task=1)  # default tasks: all_but_first
+    m = s.methods[0]
+    plant_frozen(s)
+
+    def replant(t):
+        if t == 1:
+            with torch.no_grad():  # task 0's step moved them by ~lr; make them tiny again
+                s.model.linears[0].weight[2] *= 1e-3
+                s.model.linears[1].weight[:, 2] *= 1e-3
+
+    seen = around_task_starts(s, m, replant)
+    run(s)
+    assert sorted(seen) == [0, 1]
+    assert all(torch.equal(seen[0]["after"]["params"][k], v) for k, v in seen[0]["before"]["params"].items())
+    before, after = seen[1]["before"], seen[1]["after"]
+    assert before["opt"]  # Adam moments everywhere
+    g = s.ctx.generator("reset-frozen", 1)
+    layer0 = s.unit_map[0]
+    fresh = [sl.draw(g) for sl in layer0.incoming] + [sl.draw(g) for sl in layer0.outgoing]
     changed = {"linears.0.weight": (slice(2, 3), slice(None)), "linears.0.bias": (slice(2, 3),),
                "norms.0.weight": (slice(2, 3),), "norms.0.bias": (slice(2, 3),),
                "linears.1.weight": (slice(None), slice(2, 3))}
@@ -62,49 +78,48 @@ def test_reset_frozen_touches_only_frozen_units():
 
 
 def test_reset_frozen_task_list_and_zero_outgoing():
-    m = ResetFrozen(tau=0.1, tasks=[3], outgoing="zero")
-    d = Driver([m])
-    plant_frozen(d)
-    w0 = d.model.linears[0].weight.detach().clone()
+    s = tiny({"name": "reset-frozen", "tau": 0.1, "tasks": [3], "outgoing": "zero"})
+    m = s.methods[0]
+    plant_frozen(s)
+    w0 = s.model.linears[0].weight.detach().clone()
     m.on_task_start(1)
-    assert torch.equal(d.model.linears[0].weight, w0)
+    assert torch.equal(s.model.linears[0].weight, w0)
     m.on_task_start(3)
-    assert not torch.equal(d.model.linears[0].weight[2], w0[2])
-    assert (d.model.linears[1].weight[:, 2] == 0).all()
+    assert not torch.equal(s.model.linears[0].weight[2], w0[2])
+    assert (s.model.linears[1].weight[:, 2] == 0).all()
 
 
 def test_head_reset():
-    m = HeadReset()
-    d = Driver([m])
-    for step in range(3):
-        d.step(step)
-    before = snapshot(d.model, d.optimizer)
-    m.on_task_start(0)
-    assert all(torch.equal(v, d.model.state_dict()[k]) for k, v in before["params"].items())
-    m.on_task_start(1)
-    g = d.ctx.generator("head-reset", 1)
-    w, b = [s.draw(g) for s in d.model.head_slices()]
-    assert torch.equal(d.model.head.weight, w) and torch.equal(d.model.head.bias, b)
-    assert d.model.head.weight not in d.optimizer.state and d.model.head.bias not in d.optimizer.state
+    s = tiny({"name": "head-reset"}, steps_per_task=3)
+    m = s.methods[0]
+    seen = around_task_starts(s, m)
+    run(s)
+    assert all(torch.equal(seen[0]["after"]["params"][k], v) for k, v in seen[0]["before"]["params"].items())
+    before, after = seen[1]["before"], seen[1]["after"]
+    g = s.ctx.generator("head-reset", 1)
+    w, b = [sl.draw(g) for sl in s.model.head_slices()]
+    assert torch.equal(after["params"]["head.weight"], w) and torch.equal(after["params"]["head.bias"], b)
+    assert "head.weight" not in after["opt"] and "head.bias" not in after["opt"]
     for k, v in before["params"].items():
         if not k.startswith("head"):
-            assert torch.equal(d.model.state_dict()[k], v)
-    d.step(3)  # training continues with fresh state for the head
-    assert int(d.optimizer.state[d.model.head.weight]["step"]) == 1
-    assert int(d.optimizer.state[d.model.linears[0].weight]["step"]) == 4
+            assert torch.equal(after["params"][k], v)
+    # training went on with fresh optimiser state for the head: 3 steps of task 1 against 6 for the rest
+    assert int(s.optimizer.state[s.model.head.weight]["step"]) == 3
+    assert int(s.optimizer.state[s.model.linears[0].weight]["step"]) == 6
 
 
 def test_full_reset():
-    m = FullReset()
-    d = Driver([m])
-    params = list(d.model.parameters())
-    for step in range(3):
-        d.step(step)
-    m.on_task_start(2)
-    fresh = d.ctx.fresh_model(derived_seed(0, "full-reset", 2))
+    s = tiny({"name": "full-reset"}, steps_per_task=3)
+    m = s.methods[0]
+    params = list(s.model.parameters())
+    seen = around_task_starts(s, m)
+    run(s)
+    assert all(torch.equal(seen[0]["after"]["params"][k], v) for k, v in seen[0]["before"]["params"].items())
+    fresh = s.ctx.fresh_model(derived_seed(0, "full-reset", 1))
     for k, v in fresh.state_dict().items():
-        assert torch.equal(d.model.state_dict()[k], v)
-    assert len(d.optimizer.state) == 0
-    assert all(p is q for p, q in zip(d.model.parameters(), params, strict=True))  # optimiser still points at them
-    d.step(3)
-    assert not torch.equal(d.model.head.weight, fresh.head.weight)
+        assert torch.equal(seen[1]["after"]["params"][k], v)
+        assert not torch.equal(seen[1]["before"]["params"][k], v)
+    assert seen[1]["before"]["opt"] and not seen[1]["after"]["opt"]
+    assert all(p is q for p, q in zip(s.model.parameters(), params, strict=True))  # optimiser still points at them
+    assert int(s.optimizer.state[s.model.head.weight]["step"]) == 3  # and trained them after the reset
+    assert not torch.equal(s.model.head.weight, fresh.head.weight)
