@@ -4,8 +4,8 @@ Times, at batch 400 (MLP 784→256×4→47, LayerNorm, Adam), with the same thre
 
 * the plain fp32 PyTorch loop (``throughput.PlainLoop``, the issue-10 baseline);
 * the isolated matrix products of one step (forward, input and weight gradients) in fp32 and bf16;
-* the engine's compiled bf16 step (``loop.train_step`` with ``engine.compile``: the whole step
-  as one graph, ``engine/whole_step.py``);
+* the engine's compiled bf16 step (the step strategy ``loop.run`` chooses with ``engine.compile``:
+  the whole step as one graph, ``engine/whole_step.py``);
 * one hand-written bf16 step compiled as a single graph: batch gather, forward, backward
   (``torch.func.grad``) and the Adam update, with no autograd engine, no optimiser object, no
   accumulators, no method hooks — the lower bound of what framework overhead allows.
@@ -58,14 +58,15 @@ def matmuls(dtype: torch.dtype, batch: int = 400):
     return run
 
 
-def engine_steps(s: loop.Setup, step_fn):
-    """Steps of ``s``'s first task on its own batches: ``step_fn(s, x, y, step, acc)`` per step."""
-    task, acc, cache, phase = s.task(0), torch.zeros(3, device=s.device), {}, s.schedule.phases[0]
+def engine_steps(s: loop.Setup):
+    """One step per call of ``s``'s first task on its own batches, through the run's step strategy."""
+    task, acc, cache, phase = s.task(0), torch.zeros(1, 3, device=s.device), {}, s.schedule.phases[0]
+    step_fn = loop.choose_step([s])
     it = iter(range(10**9))
 
     def one():
         step = next(it)
-        step_fn(s, *s.env.batch(phase, None, task, loop.batch_indices(s, step, cache)), step, acc)
+        step_fn([loop.batch(s, phase, None, task, step, cache)], step, acc)
 
     for _ in range(3):  # optimiser state, compilation
         one()
@@ -120,7 +121,7 @@ def main() -> None:
     plain = tp.PlainLoop(tp.EMNIST, 400, cpu, steps=50)
     engine = tp.EngineRun(tp.EMNIST, 400, 50, cpu, *bf16, "engine.compile=true").setup
     mm32, mm16 = matmuls(torch.float32), matmuls(torch.bfloat16)
-    eng = engine_steps(engine, loop.train_step)
+    eng = engine_steps(engine)
     ceiling = single_graph_step()
     rows = {"plain PyTorch loop, fp32": lambda: plain.round()["step"] * 1e3,
             "matrix products only, fp32": lambda: ms_per_call(mm32),

@@ -29,8 +29,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from plasticlab.config import load_config
-from plasticlab.engine.loop import Setup, build_model, pick_device, train_step
-from plasticlab.engine.optim import make_optimizer
+from plasticlab.data.base import Dataset
+from plasticlab.engine.loop import Setup, pick_device, setup, train_step
 
 PEAK_TFLOPS = {  # dense, per GPU: (bf16 tensor core, fp32 without tensor cores)
     "H200": (989.0, 67.0), "H100": (989.0, 67.0), "A100": (312.0, 19.5), "L40S": (362.0, 91.6),
@@ -54,10 +54,11 @@ def make_setup(args: argparse.Namespace, device: torch.device) -> Setup:
                        "model": {"name": "resnet18", "width": args.width, "norm": args.norm},
                        "optim": {"name": args.optim, "lr": 1e-4, "batch_size": args.batch, "weight_decay": 5e-4},
                        "engine": {"precision": args.precision, "channels_last": args.channels_last}})
-    model = build_model(cfg, (3, 32, 32), 10, 0, device)
-    return Setup(cfg=cfg, device=device, base=None, family=cfg.tasks, model=model,
-                 optimizer=make_optimizer(model, cfg.optim), unit_map=[], methods=[], ctx=None, schedule=None,
-                 env=None, probe_idx=None, n_train=0)
+    cfg.diagnostics.every = "never"
+    n = args.batch
+    base = Dataset(torch.zeros(n, 3, 32, 32, device=device), torch.zeros(n, dtype=torch.long, device=device),
+                   None, None, 10)
+    return setup(cfg, device, base=base)  # the engine's builder, on a placeholder (B, 3, 32, 32) dataset
 
 
 def forward_flops(s: Setup, x: torch.Tensor) -> int:

@@ -10,7 +10,7 @@ Two configurations, both on random tensors of the real shapes (``benchmarks/thro
   64→64×2→10, batch 64, diagnostics off — a run whose steps are bound by per-step overhead.
 
 Rows: the plain PyTorch loop (fp32), the engine (``loop.run``) in fp32 and bf16, compiled
-(``engine.compile``), and packed runs (``engine/packed.py``) of K ∈ {1, 4, 16, 64} members at
+(``engine.compile``), and packed runs (``engine/packed.py``'s step strategy) of K ∈ {1, 4, 16, 64} members at
 batch 64 (each member a different seed). "samples/s" counts every member's samples and
 includes the task end (measures and diagnostics at their default cadence, once per task length
 above); GFLOP/s = 6 × linear-layer weights × samples/s. Every figure is the best of
@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from plasticlab.api import resolve
-from plasticlab.engine import packed
+from plasticlab.engine import loop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 tp = importlib.import_module("throughput")  # why: the sibling benchmark script, importable when run as a script
@@ -48,12 +48,12 @@ SMALL = ["data.name=digits", "tasks.family=random-labels", "model.hidden=[64, 64
 
 
 class PackedRun:
-    """``packed.run_packed`` of K members (seeds 0…K−1) of a one-task run.
+    """``loop.run`` of K members (seeds 0…K−1) of a one-task run, packed.
 
-    The first round is a whole ``run_packed`` (steps, then every member's task end: measures and
+    The first round is a whole ``loop.run`` (steps, then every member's task end: measures and
     diagnostics), split by the last epoch row's progress stamp; later rounds time ``steps``
-    more steps through ``packed.packed_step`` (what ``run_packed`` calls per step) and reuse the
-    first task-end time. # why: K task ends per round would dominate the benchmark's time.
+    more calls of the packed step strategy (what the loop calls per step) and reuse the first
+    task-end time. # why: K task ends per round would dominate the benchmark's time.
     """
 
     def __init__(self, spec: dict, batch: int, steps: int, k: int, device: torch.device, *extra: str):
@@ -61,22 +61,23 @@ class PackedRun:
         self.device, self.steps = device, steps
         self.cfgs = [resolve(None, engine_overrides(spec, batch, steps, *extra, f"seed={i}")) for i in range(k)]
         t = time.perf_counter()
-        self.pack = packed.setup_pack(self.cfgs, device)
+        self.members = loop.setup_pack(self.cfgs, device)
+        tp.warm_up(self.members, 2)  # optimiser state, the tasks' tensors, compilation
+        self.step = loop.choose_step(self.members)
         self.end: float | None = None
-        self.steps_only(2)  # optimiser state, the tasks' tensors, compilation
         self.warm = time.perf_counter() - t
 
     def steps_only(self, steps: int) -> float:
-        """Seconds per step of ``steps`` steps of ``packed.packed_step`` (as ``run_packed`` takes them)."""
-        p = self.pack
-        phase = p.members[0].schedule.phases[0]
-        news, caches = [s.task(0) for s in p.members], [{} for _ in p.members]
-        acc = torch.zeros(len(p.members), 3, device=self.device)
+        """Seconds per step of ``steps`` calls of the step strategy (with the loop's own batches)."""
+        ms = self.members
+        phase = ms[0].schedule.phases[0]
+        news, caches = [s.task(0) for s in ms], [{} for _ in ms]
+        acc = torch.zeros(len(ms), 3, device=self.device)
         sync(self.device)
         t0 = time.perf_counter()
         for step in range(steps):
-            x, y = packed.packed_batch(p, phase, [None] * len(news), news, step, caches)
-            packed.packed_step(p, x, y, step, acc)
+            self.step([loop.batch(s, phase, None, n, step, c) for s, n, c in zip(ms, news, caches, strict=True)],
+                      step, acc)
         sync(self.device)
         return (time.perf_counter() - t0) / steps
 
@@ -85,11 +86,11 @@ class PackedRun:
             stamps = []
             sync(self.device)
             t0 = time.perf_counter()
-            packed.run_packed(self.cfgs, [lambda r: None] * len(self.cfgs), prepared=self.pack,
-                              progress=lambda *a: (sync(self.device), stamps.append(time.perf_counter())))
+            loop.run(self.members, [lambda r: None] * len(self.members),
+                     progress=lambda *a: (sync(self.device), stamps.append(time.perf_counter())))
             sync(self.device)
             self.end = time.perf_counter() - stamps[-1]
-            return {"step": (stamps[-1] - t0) / self.pack.members[0].schedule.total_steps, "end": self.end}
+            return {"step": (stamps[-1] - t0) / self.members[0].schedule.total_steps, "end": self.end}
         return {"step": self.steps_only(self.steps), "end": self.end}
 
 

@@ -144,6 +144,22 @@ def engine_overrides(spec: dict, batch: int, steps: int, *extra: str) -> list[st
             f"model.hidden={HIDDEN}", "seed=0", *extra]
 
 
+def warm_up(members: list, steps: int) -> None:
+    """``steps`` steps of the real loop (then it stops; nothing is written)."""
+    from plasticlab.registry import Interrupted
+
+    left = [steps]
+
+    def stop() -> bool:
+        left[0] -= 1
+        return left[0] <= 0
+
+    try:
+        loop.run(members, [lambda r: None] * len(members), stop=stop)
+    except Interrupted:
+        pass
+
+
 class EngineRun:
     """``plasticlab.engine.loop.run`` on ``spec``'s random data: a one-task run timed per round.
 
@@ -159,10 +175,7 @@ class EngineRun:
         self.cfg = resolve(None, engine_overrides(spec, batch, steps, *extra))
         t = time.perf_counter()
         self.setup = s = loop.setup(self.cfg, device)
-        task, acc, cache = s.task(0), torch.zeros(3, device=device), {}
-        for step in range(3):  # optimiser state, the task's tensors, compilation
-            loop.train_step(s, *s.env.batch(s.schedule.phases[0], None, task, loop.batch_indices(s, step, cache)),
-                            step, acc)
+        warm_up([s], 3)  # optimiser state, the task's tensors, compilation
         sync(device)
         self.warm = time.perf_counter() - t
 
@@ -171,7 +184,7 @@ class EngineRun:
         stamps = []
         sync(self.device)
         t0 = time.perf_counter()
-        loop.run(self.cfg, lambda r: None, prepared=self.setup,
+        loop.run([self.setup], [lambda r: None],
                  progress=lambda *a: (sync(self.device), stamps.append(time.perf_counter())))
         sync(self.device)
         end = time.perf_counter()

@@ -56,15 +56,6 @@ def load_state(path: Path, device: torch.device) -> dict:
     return state
 
 
-def task_at(schedule, step: int) -> int:
-    """The task being learned at the last completed step (``step`` steps done)."""
-    last = max(step - 1, 0)
-    for phase in schedule.phases:
-        if phase.start <= last < phase.end:
-            return phase.task
-    return schedule.phases[-1].task if schedule.phases else 0
-
-
 def diagnose(checkpoint: str | Path, *, config: str | Path | None = None, data_root: str | None = None,
              task: int | None = None, overrides: list[str] | None = None, device: str = "auto",
              out: str | Path | None = None) -> dict:
@@ -104,7 +95,7 @@ def diagnose(checkpoint: str | Path, *, config: str | Path | None = None, data_r
     model, family = s.model, s.family
     step = int(state.get("step", 0))
     schedule = s.schedule
-    t = task_at(schedule, step) if task is None else task
+    t = schedule.task_at(step) if task is None else task
     if not 0 <= t < family.count:
         raise UserError(f"--task {t}: the run has tasks 0..{family.count - 1}")
     current, idx = s.task(t), s.probe_idx

@@ -70,6 +70,8 @@ class Setup:
     loss_fn: Callable
     """``family.loss``, compiled when ``engine.compile`` (the eager step's forward + loss)."""
     tasks: dict = field(default_factory=dict)
+    compiled: dict = field(default_factory=dict)
+    """Compiled step graphs built for this run, kept across ``loop.run`` calls (no recompiling)."""
 
     def task(self, t: int):
         """Task t, built on first use; only the tasks in use are kept."""

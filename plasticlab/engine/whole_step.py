@@ -120,8 +120,10 @@ def build(s) -> WholeStep | None:
     (with one stderr line saying why, when ``engine.compile`` asked for it)."""
     if not s.cfg.engine.compile:
         return None
-    why = why_not(s)
-    if why is not None:
-        accel.notice(f"engine.compile: the whole step cannot be one graph ({why}); compiling forward and loss only")
-        return None
-    return WholeStep(s)
+    if "whole" not in s.compiled:
+        why = why_not(s)
+        if why is not None:
+            accel.notice(f"engine.compile: the whole step cannot be one graph ({why}); compiling forward and loss "
+                         "only")
+        s.compiled["whole"] = None if why is not None else WholeStep(s)
+    return s.compiled["whole"]

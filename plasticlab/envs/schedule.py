@@ -79,6 +79,12 @@ class Schedule:
     def first_step(self, task: int) -> int:
         return next(p.start for p in self.phases if p.task == task)
 
+    def task_at(self, step: int) -> int:
+        """The task being learned at the last completed step (``step`` steps done)."""
+        last = max(step - 1, 0)
+        return next((p.task for p in self.phases if p.start <= last < p.end),
+                    self.phases[-1].task if self.phases else 0)
+
 
 def build_schedule(env: EnvironmentConfig, tasks: int, steps_per_epoch: int) -> Schedule:
     """The phases of a run of ``tasks`` tasks (module docstring gives the arithmetic)."""
