@@ -73,9 +73,12 @@ class RunDirectory:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise UserError(f"run directory {self.path} is in use by another process (wait for it to end, "
-                            "or stop it, then --resume)") from None
+            raise UserError(f"run directory {self.path} is in use by another process (pid {holder}); wait for it "
+                            "to end, or stop it, then --resume") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
         self.lock_fd = fd
 
     def unlock(self) -> None:
@@ -161,6 +164,7 @@ class RunDirectory:
     def save(self, state: dict) -> None:
         """Write the checkpoint atomically with the metrics length it matches."""
         self.last = state
+        self.writer.sync()  # the rows it counts are on disk before the checkpoint is
         save_checkpoint(self.path, state, self.writer.tell())
 
     # ------------------------------------------------------------ finish
@@ -173,14 +177,21 @@ class RunDirectory:
                 save_checkpoint(self.path, {**self.last, "done": True}, self.writer.tell())
             if status == "diverged" and self.writer is not None:
                 self.writer({"event": "diverged", "message": message})
-            if status == "failed":
-                atomic_write(self.path / "error.log", (message or traceback.format_exc()).encode())
+        except BaseException:
+            status = "failed"
+            raise
         finally:
+            # why: on a full disk these writes fail too; the first error is the one to report
+            with contextlib.suppress(OSError, UserError):
+                if status == "failed":
+                    atomic_write(self.path / "error.log", (message or traceback.format_exc()).encode())
             if self.writer is not None:
-                self.writer.close()
+                with contextlib.suppress(OSError):
+                    self.writer.close()
             for logger in self.loggers:
                 logger.close()
-            update_provenance(self.path, status=status, end=now())
+            with contextlib.suppress(OSError, UserError):
+                update_provenance(self.path, status=status, end=now())
             self.unlock()
 
 

@@ -16,6 +16,7 @@ exactly the rows of an uninterrupted run.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import platform
@@ -26,16 +27,38 @@ from pathlib import Path
 
 import torch
 
+from plasticlab.registry import UserError
+
 CHECKPOINT = "checkpoints/latest.pt"
 
 
+class StorageError(UserError):
+    """Writing a run's files failed (disk full, permissions, a vanished directory): one line."""
+
+
+def storage_error(path: Path, e: OSError) -> StorageError:
+    """One line naming the file, the OS's reason and what to do."""
+    hint = "free some space" if e.errno == errno.ENOSPC else "check the directory and its permissions"
+    return StorageError(f"cannot write {path}: {e.strerror or e} ({hint}; the last checkpoint is intact, "
+                        "so --resume continues from it)")
+
+
 def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``: never half-written.
+
+    Raises:
+        StorageError: the write failed (the temporary file is removed; ``path`` is unchanged).
+    """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(path, e) from None
 
 
 def now() -> str:
@@ -75,18 +98,42 @@ def update_provenance(run_dir: Path, **fields) -> None:
 
 
 class MetricsWriter:
-    """Append JSON rows to ``metrics.jsonl``; flushed after every row (rows are per epoch)."""
+    """Append JSON rows to ``metrics.jsonl``; flushed after every row (rows are per epoch) and
+    fsynced by ``sync()`` before a checkpoint counts them."""
 
     def __init__(self, run_dir: Path, truncate_to: int | None = None):
-        path = Path(run_dir) / "metrics.jsonl"
-        if truncate_to is not None and path.exists():
-            with open(path, "r+b") as f:
-                f.truncate(truncate_to)
-        self.f = open(path, "ab")
+        """``truncate_to``: cut the file back to the length a checkpoint counted (resume).
+
+        Raises:
+            UserError: the file is shorter than that (rows were lost: never padded).
+        """
+        self.path = path = Path(run_dir) / "metrics.jsonl"
+        size = path.stat().st_size if path.exists() else 0
+        if truncate_to is not None and size < truncate_to:
+            raise UserError(f"{path}: {truncate_to - size} bytes of rows that its checkpoint counts are missing "
+                            f"({size} of {truncate_to}; power loss, or a copy of a live run): restore the file, "
+                            "or start the run again in a new directory")
+        try:
+            if truncate_to is not None and path.exists():
+                with open(path, "r+b") as f:
+                    f.truncate(truncate_to)
+            self.f = open(path, "ab")
+        except OSError as e:
+            raise storage_error(path, e) from None
 
     def __call__(self, row: dict) -> None:
-        self.f.write((json.dumps(row, allow_nan=True) + "\n").encode())
-        self.f.flush()
+        try:
+            self.f.write((json.dumps(row, allow_nan=True) + "\n").encode())
+            self.f.flush()
+        except OSError as e:
+            raise storage_error(self.path, e) from None
+
+    def sync(self) -> None:
+        """Make every row written so far durable (before a checkpoint that counts them)."""
+        try:
+            os.fsync(self.f.fileno())
+        except OSError as e:
+            raise storage_error(self.path, e) from None
 
     def tell(self) -> int:
         return self.f.tell()
@@ -98,12 +145,16 @@ class MetricsWriter:
 def save_checkpoint(run_dir: Path, state: dict, metrics_bytes: int) -> None:
     """Write ``state`` (+ the metrics length it matches) atomically to checkpoints/latest.pt."""
     path = Path(run_dir) / CHECKPOINT
-    path.parent.mkdir(exist_ok=True)
     tmp = path.with_name(f".latest.pt.tmp{os.getpid()}")
-    torch.save({**state, "metrics_bytes": metrics_bytes}, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        torch.save({**state, "metrics_bytes": metrics_bytes}, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(path, e) from None
 
 
 def load_checkpoint(run_dir: Path, map_location="cpu") -> dict | None:

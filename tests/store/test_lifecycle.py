@@ -146,3 +146,64 @@ def test_a_damaged_checkpoint_is_one_line_and_changes_nothing(tmp_path, tiny):
     with pytest.raises(UserError, match="checkpoint is damaged"):
         plasticlab.run(None, out=d, resume=True)
     assert status(d) == "done"
+
+
+def test_rows_shorter_than_the_checkpoint_are_an_error_never_padding(tmp_path, tiny):
+    d = tmp_path / "r"
+
+    def crash(step, total, task):
+        if task == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        plasticlab.run(None, overrides=tiny + ["tasks.count=2"], out=d, progress=crash)
+    text = (d / "metrics.jsonl").read_bytes()
+    (d / "metrics.jsonl").write_bytes(text[: len(text) // 2])  # rows lost after the checkpoint counted them
+    with pytest.raises(UserError, match=r"metrics.jsonl: \d+ bytes of rows that its checkpoint counts are missing"):
+        plasticlab.run(None, out=d, resume=True)
+    assert b"\0" not in (d / "metrics.jsonl").read_bytes()
+
+
+def test_disk_full_is_one_line_keeps_the_last_checkpoint_and_resumes(tmp_path, tiny, monkeypatch):
+    import errno
+
+    from plasticlab.store import rundir
+
+    sets = tiny + ["tasks.count=2"]
+    whole = plasticlab.run(None, overrides=sets, out=tmp_path / "whole")
+    real, calls = rundir.torch.save, [0]
+
+    def full_on_second(obj, path):
+        calls[0] += 1
+        if calls[0] == 2:
+            with open(path, "wb") as f:
+                f.write(b"partial")  # a half-written temporary file
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, path)
+
+    monkeypatch.setattr(rundir.torch, "save", full_on_second)
+    d = tmp_path / "r"
+    with pytest.raises(UserError, match="cannot write .*latest.pt: No space left on device") as e:
+        plasticlab.run(None, overrides=sets, out=d)
+    assert "\n" not in str(e.value)
+    assert status(d) == "failed" and "No space left" in (d / "error.log").read_text()
+    assert not list((d / "checkpoints").glob(".*tmp*"))  # no partial file left
+    monkeypatch.setattr(rundir.torch, "save", real)
+    plasticlab.run(None, out=d, resume=True)  # from the intact task-0 checkpoint
+    assert read_metrics(d) == read_metrics(whole)
+
+
+def test_the_lock_message_names_the_holder(tmp_path, tiny):
+    d = plasticlab.run(None, overrides=tiny + ["tasks.count=1"], out=tmp_path / "r")
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import fcntl, os, sys, time
+fd = os.open({str(d / '.lock')!r}, os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX); os.ftruncate(fd, 0); os.pwrite(fd, str(os.getpid()).encode(), 0)
+print('locked', flush=True); time.sleep(60)"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UserError, match=f"pid {holder.pid}"):
+            plasticlab.run(None, out=d, resume=True)
+    finally:
+        holder.kill()
+        holder.wait()
