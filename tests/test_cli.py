@@ -102,3 +102,17 @@ def test_resume_with_a_changing_set_or_with_out_is_one_line_exit_2(tmp_path, tin
         assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
     assert "optim.lr" in cli("run", "--resume", str(d), "--set", "optim.lr=0.5").stderr
     assert (d / "metrics.jsonl").read_text() == before
+
+
+def test_paths_of_the_wrong_kind_are_one_line_exit_2(tmp_path, tiny):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    run = tmp_path / "run"
+    assert cli("run", *[x for s in tiny + ["tasks.count=1"] for x in ("--set", s)], "--out", str(run)).returncode == 0
+    sweep = tmp_path / "sw.yaml"
+    sweep.write_text("base: {tasks: {count: 1}}\ngrid: {optim.lr: [0.001]}\n")
+    for args in (["run", "--out", str(a_file)], ["sweep", str(sweep), "--out", str(a_file)],
+                 ["diagnose", str(run), "--out", str(tmp_path)]):
+        r = cli(*args)
+        assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr, (args, r.stderr)
+    assert a_file.read_text() == "x"

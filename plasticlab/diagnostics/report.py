@@ -14,8 +14,6 @@ Usage::
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from plasticlab.config import load_config, read_yaml
 from plasticlab.diagnostics import METRICS, measure
 from plasticlab.engine.build import setup
 from plasticlab.registry import UserError
+from plasticlab.store import write_json
 
 CHECKPOINT = Path("checkpoints") / "latest.pt"
 
@@ -75,6 +74,9 @@ def diagnose(checkpoint: str | Path, *, config: str | Path | None = None, data_r
         "layers": {...}}``.
     """
     path, run_dir = locate(checkpoint)
+    target = Path(out) if out is not None else run_dir / "diagnose.json"
+    if target.is_dir():
+        raise UserError(f"--out {target} is a directory (give the JSON file's path, e.g. {target / 'diagnose.json'})")
     cfg_path = Path(config) if config is not None else run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise UserError(f"no config.yaml next to {path} (expected {cfg_path}); pass the run's config with --config")
@@ -105,18 +107,10 @@ def diagnose(checkpoint: str | Path, *, config: str | Path | None = None, data_r
     doc.update(family.measure(model, current, cfg.engine.eval_batch_size))
     doc.update(measure(model, s.unit_map, current.x_train[idx], current.y_train[idx], family.loss,
                        cfg.diagnostics))
-    target = Path(out) if out is not None else run_dir / "diagnose.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
     write_json(target, doc)
     doc["json"] = str(target)
     return doc
-
-
-def write_json(path: Path, doc: dict) -> None:
-    """Write ``doc`` atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _fmt(v) -> str:

@@ -93,6 +93,8 @@ class RunDirectory:
 
     def check_empty(self) -> None:
         """A new run needs an empty (or absent) directory."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"run directory {self.path} is a file (choose a directory path for --out)")
         if self.path.exists() and any(p.name != LOCK for p in self.path.iterdir()):
             raise UserError(f"run directory {self.path} is not empty (choose another --out, or --resume it)")
 

@@ -100,6 +100,8 @@ def run_sweep(
     points = spec.points()
     root = Path(out) if out is not None else Path("sweeps") / spec.name
     root = root.resolve()
+    if root.exists() and not root.is_dir():
+        raise UserError(f"sweep directory {root} is a file (choose a directory path for --out)")
     with SweepLock(root):
         write_index(root, spec, points)
         table = StatusTable(root, points)
