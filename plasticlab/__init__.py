@@ -8,11 +8,22 @@ Python API (mirrors the CLI)::
 """
 
 __version__ = "0.1.0"
-
-# why: importing the component packages fills the registries that config validation reads.
-from plasticlab import data, envs, methods, models, tasks  # noqa: E402, F401
-from plasticlab.api import run  # noqa: E402
-from plasticlab.config import load_config  # noqa: E402
-from plasticlab.store import read_metrics  # noqa: E402
-
 __all__ = ["__version__", "load_config", "read_metrics", "run"]
+
+
+def __getattr__(name: str):
+    """The API, imported on first use. # why: ``import plasticlab`` (and the CLI's ``--help``) stays
+    free of torch; the registries fill when a config is first validated."""
+    if name == "run":
+        from plasticlab.api import run
+
+        return run
+    if name == "load_config":
+        from plasticlab.config import load_config
+
+        return load_config
+    if name == "read_metrics":
+        from plasticlab.store import read_metrics
+
+        return read_metrics
+    raise AttributeError(f"module 'plasticlab' has no attribute {name!r}")

@@ -7,7 +7,17 @@ Usage::
     rows = read_results(out)   # one dict per (seed, intervention, N)
 """
 
-from plasticlab.transfer.config import TransferConfig, load_transfer_config
-from plasticlab.transfer.pipeline import read_results, run_transfer
-
 __all__ = ["TransferConfig", "load_transfer_config", "read_results", "run_transfer"]
+
+
+def __getattr__(name: str):
+    """Imported on first use (# why: ``plasticlab --help`` wires the transfer sub-command without torch)."""
+    if name in ("TransferConfig", "load_transfer_config"):
+        from plasticlab.transfer import config
+
+        return getattr(config, name)
+    if name in ("read_results", "run_transfer"):
+        from plasticlab.transfer import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'plasticlab.transfer' has no attribute {name!r}")
