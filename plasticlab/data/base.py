@@ -135,11 +135,16 @@ def read_arrays(name: str, root: str | os.PathLike | None = None) -> ArrayData:
     """Read dataset ``name`` from disk (or its embedded source) as host arrays.
 
     Raises:
-        UserError: files missing (names them, the directory searched and the fetch command), or a
-            file is corrupt.
+        UserError: files known to be bad (recorded corrupt by ``plasticlab data verify``, changed in size
+            since verified, or quarantined by a failed fetch; suggests ``fetch NAME --force``), files
+            missing (names them, the directory searched and the fetch command), or a file is corrupt.
     """
+    from plasticlab.data.fetch import bad_error  # why: fetch imports this module
+
     spec = get_spec(name)
     folder = dataset_dir(spec, root)
+    if err := bad_error(spec, folder, root):
+        raise err
     missing = missing_files(spec, folder)
     if missing:
         raise missing_error(spec, folder, missing, root)

@@ -12,10 +12,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from plasticlab import registry
+from plasticlab import cli, registry
 from plasticlab.data import fetch as fetch_mod
-from plasticlab.data import read_arrays
-from plasticlab.data.fetch import fetch, list_rows, safe_extract, verify
+from plasticlab.data import load_dataset, read_arrays
+from plasticlab.data.fetch import MARKER, fetch, list_rows, safe_extract, verify
 from plasticlab.registry import UserError
 
 from .formats import cifar_batch, tar_bytes, write_mnist
@@ -23,6 +23,26 @@ from .formats import cifar_batch, tar_bytes, write_mnist
 
 def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
+
+
+def listing(folder) -> list[str]:
+    """The entries of ``folder``, without the verification record."""
+    return sorted(set(os.listdir(folder)) - {MARKER})
+
+
+def status(root, name: str = "mnist") -> str:
+    return {r["name"]: r["status"] for r in list_rows(str(root))}[name]
+
+
+class BrokenResponse(io.BytesIO):
+    """A response whose connection drops after the first 10 bytes."""
+
+    headers = {"Content-Length": "999999"}
+
+    def read(self, n=-1):
+        if self.tell() > 0:
+            raise ConnectionResetError("connection reset by peer")
+        return super().read(10)
 
 
 @pytest.fixture
@@ -41,7 +61,8 @@ def test_fetch_downloads_verifies_and_reads(tmp_path, mnist_server):
     root = tmp_path / "data"
     folder = fetch("mnist", str(root))
     assert folder == root / "mnist"
-    assert sorted(os.listdir(folder)) == sorted(p.name for p in mnist_server.iterdir())
+    assert listing(folder) == sorted(p.name for p in mnist_server.iterdir())
+    assert status(root) == "present"
     for p in mnist_server.iterdir():
         assert (folder / p.name).read_bytes() == p.read_bytes()
     assert len(read_arrays("mnist", root).y_train) == 50
@@ -57,7 +78,7 @@ def test_fetch_skips_intact_files(tmp_path, mnist_server, monkeypatch):
     fetch("mnist", root)
 
 
-def test_checksum_mismatch_raises_and_leaves_nothing(tmp_path, mnist_server, monkeypatch):
+def test_checksum_mismatch_raises_and_leaves_nothing_under_the_name(tmp_path, mnist_server, monkeypatch):
     spec = registry.DATASETS["mnist"]
     bad = [dataclasses.replace(spec.remote[0], md5="0" * 32)] + spec.remote[1:]
     monkeypatch.setitem(registry.DATASETS, "mnist", dataclasses.replace(spec, remote=bad))
@@ -65,8 +86,8 @@ def test_checksum_mismatch_raises_and_leaves_nothing(tmp_path, mnist_server, mon
         fetch("mnist", str(tmp_path / "data"))
     msg = str(e.value)
     assert "could not download train-images-idx3-ubyte.gz" in msg
-    assert f"differs from the published {'0' * 32}" in msg and "discarded" in msg
-    assert os.listdir(tmp_path / "data" / "mnist") == []  # no partial or temporary file
+    assert f"differs from the published {'0' * 32}" in msg and "set aside as train-images-idx3-ubyte.gz.bad" in msg
+    assert os.listdir(tmp_path / "data" / "mnist") == ["train-images-idx3-ubyte.gz.bad"]  # no temporary file
 
 
 def test_mirror_used_when_first_url_fails(tmp_path, mnist_server, monkeypatch):
@@ -79,15 +100,7 @@ def test_mirror_used_when_first_url_fails(tmp_path, mnist_server, monkeypatch):
 
 
 def test_interrupted_download_leaves_nothing(tmp_path, mnist_server, monkeypatch):
-    class Broken(io.BytesIO):
-        headers = {"Content-Length": "999999"}
-
-        def read(self, n=-1):
-            if self.tell() > 0:
-                raise ConnectionResetError("connection reset by peer")
-            return super().read(10)
-
-    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Broken(b"x" * 100))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: BrokenResponse(b"x" * 100))
     with pytest.raises(UserError, match="could not download .*connection reset by peer.*check the network"):
         fetch("mnist", str(tmp_path / "data"))
     assert os.listdir(tmp_path / "data" / "mnist") == []
@@ -114,6 +127,141 @@ def test_verify_missing_and_unchecked(tmp_path):
     assert sum("no published checksum" in line for line in lines) == 4
 
 
+def test_failed_download_midway_leaves_nothing_list_or_loading_treats_as_present(tmp_path, mnist_server,
+                                                                                 monkeypatch):
+    root = tmp_path / "data"
+    fetch("mnist", str(root))
+    p = root / "mnist" / "t10k-images-idx3-ubyte.gz"
+    p.write_bytes(p.read_bytes()[:-10])  # an earlier copy went bad; fetch must replace it
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: BrokenResponse(b"x" * 100))
+    with pytest.raises(UserError) as e:
+        fetch("mnist", str(root))
+    msg = str(e.value)
+    assert "\n" not in msg and "could not download t10k-images-idx3-ubyte.gz" in msg
+    assert "connection reset by peer" in msg and "check the network" in msg
+    assert not p.exists() and (root / "mnist" / "t10k-images-idx3-ubyte.gz.bad").is_file()
+    assert not [f for f in os.listdir(root / "mnist") if f.endswith(".part")]
+    assert status(root) == "bad"
+    for load in (read_arrays, load_dataset):
+        with pytest.raises(UserError) as e:
+            load("mnist", root=root)
+        msg = str(e.value)
+        assert "\n" not in msg and "t10k-images-idx3-ubyte.gz failed verification" in msg
+        assert f"plasticlab data fetch mnist --force --root {root}" in msg
+
+
+def test_checksum_mismatch_is_quarantined_reported_bad_and_fixed_by_a_later_fetch(tmp_path, mnist_server,
+                                                                                  monkeypatch, capsys):
+    root = tmp_path / "data"
+    good = mnist_server / "train-labels-idx1-ubyte.gz"
+    bad_server = tmp_path / "bad-server"
+    bad_server.mkdir()
+    (bad_server / good.name).write_bytes(good.read_bytes()[:-5])  # the source serves a truncated file
+    spec = registry.DATASETS["mnist"]
+    served = [dataclasses.replace(r, url=(bad_server / r.name).as_uri()) if r.name == good.name else r
+              for r in spec.remote]
+    monkeypatch.setitem(registry.DATASETS, "mnist", dataclasses.replace(spec, remote=served))
+    with pytest.raises(UserError) as e:
+        fetch("mnist", str(root))
+    msg = str(e.value)
+    assert "\n" not in msg and f"could not download {good.name}" in msg and "differs from the published" in msg
+    assert f"set aside as {good.name}.bad" in msg
+    folder = root / "mnist"
+    assert not (folder / good.name).exists()
+    assert (folder / f"{good.name}.bad").read_bytes() == good.read_bytes()[:-5]
+    assert status(root) == "bad"
+    assert cli.main(["data", "list", "--root", str(root)]) == 0
+    assert [line.split()[:2] for line in capsys.readouterr().out.splitlines() if line.startswith("mnist ")] \
+        == [["mnist", "bad"]]
+    assert cli.main(["data", "verify", "mnist", "--root", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{folder / good.name}.bad" in err and "fetch mnist --force" in err
+    with pytest.raises(UserError, match=f"{good.name} failed verification.*fetch mnist --force"):
+        read_arrays("mnist", root)
+    # the same file from a mirror that serves it intact: the quarantined copy goes, the dataset is present
+    fixed = [dataclasses.replace(r, mirrors=(good.as_uri(),)) if r.name == good.name else r for r in served]
+    monkeypatch.setitem(registry.DATASETS, "mnist", dataclasses.replace(spec, remote=fixed))
+    fetch("mnist", str(root))
+    assert listing(folder) == sorted(p.name for p in mnist_server.iterdir())
+    assert status(root) == "present"
+    assert verify("mnist", str(root))[-1].startswith("ok  mnist: read 50 train")
+    assert len(read_arrays("mnist", root).y_train) == 50
+
+
+def test_file_truncated_after_fetch_is_listed_bad_without_hashing(tmp_path, mnist_server, monkeypatch):
+    root = tmp_path / "data"
+    fetch("mnist", str(root))
+    p = root / "mnist" / "train-labels-idx1-ubyte.gz"
+    size = p.stat().st_size
+    p.write_bytes(p.read_bytes()[:-3])
+    monkeypatch.setattr(fetch_mod, "file_digest", lambda *a: pytest.fail("list or loading hashed a file"))
+    assert status(root) == "bad"
+    with pytest.raises(UserError) as e:
+        read_arrays("mnist", root)
+    assert f"{p} ({size - 3} bytes, {size} when its checksum was verified)" in str(e.value)
+    assert "fetch mnist --force" in str(e.value)
+
+
+def test_corruption_found_by_verify_is_listed_bad_until_fetched(tmp_path, mnist_server):
+    root = tmp_path / "data"
+    fetch("mnist", str(root))
+    p = root / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    data = bytearray(p.read_bytes())
+    data[-1] ^= 0xFF  # same size: only a checksum sees it
+    p.write_bytes(bytes(data))
+    assert status(root) == "present"  # list does not hash
+    with pytest.raises(UserError, match=f"{p} \\(md5 .*fetch mnist --force"):
+        verify("mnist", str(root))
+    assert status(root) == "bad"
+    with pytest.raises(UserError, match=f"is bad: {p} \\(md5 .*fetch mnist --force"):
+        read_arrays("mnist", root)
+    fetch("mnist", str(root))
+    assert status(root) == "present" and len(read_arrays("mnist", root).y_test) == 30
+
+
+def test_force_refetch_with_mismatching_source_keeps_the_intact_copy(tmp_path, mnist_server):
+    root = tmp_path / "data"
+    fetch("mnist", str(root))
+    target = mnist_server / "t10k-labels-idx1-ubyte.gz"
+    target.write_bytes(b"changed upstream")
+    with pytest.raises(UserError, match="could not download t10k-labels.*differs from the published"):
+        fetch("mnist", str(root), force=True)
+    assert (root / "mnist" / "t10k-labels-idx1-ubyte.gz.bad").read_bytes() == b"changed upstream"
+    assert status(root) == "present"  # the copy in place still matches its checksum
+    assert len(read_arrays("mnist", root).y_test) == 30
+
+
+def cifar10_archive(tmp_path, monkeypatch, wrong_sum: str | None = None) -> None:
+    """Serve a toy CIFAR-10 tarball by file:// and point the cifar10 spec at it, with the members'
+    published md5s right except that of ``wrong_sum``."""
+    batches = {f"data_batch_{i}": cifar_batch(i, 3, 10, b"labels") for i in range(1, 6)}
+    batches["test_batch"] = cifar_batch(7, 2, 10, b"labels")
+    members = {f"cifar-10-batches-py/{k}": pickle.dumps(v, protocol=2) for k, v in batches.items()}
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(tar_bytes(members))
+    spec = registry.DATASETS["cifar10"]
+    remote = dataclasses.replace(spec.remote[0], url=archive.as_uri(), md5=md5(archive.read_bytes()))
+    sums = {k: "0" * 32 if k == wrong_sum else md5(v) for k, v in members.items()}
+    monkeypatch.setitem(registry.DATASETS, "cifar10", dataclasses.replace(spec, remote=[remote], checksums=sums))
+
+
+def test_unpacked_member_with_wrong_checksum_is_quarantined(tmp_path, monkeypatch):
+    cifar10_archive(tmp_path, monkeypatch, wrong_sum="cifar-10-batches-py/test_batch")
+    root = tmp_path / "data"
+    with pytest.raises(UserError) as e:
+        fetch("cifar10", str(root))
+    p = root / "cifar10" / "cifar-10-batches-py" / "test_batch"
+    assert "\n" not in str(e.value) and f"{p} (md5 " in str(e.value) and "set aside as test_batch.bad" in str(e.value)
+    assert not p.exists() and p.with_name("test_batch.bad").is_file()
+    assert status(root, "cifar10") == "bad"
+    with pytest.raises(UserError, match="test_batch failed verification.*fetch cifar10 --force"):
+        read_arrays("cifar10", root)
+    cifar10_archive(tmp_path, monkeypatch)  # the published checksums corrected
+    fetch("cifar10", str(root))
+    assert status(root, "cifar10") == "present" and not p.with_name("test_batch.bad").exists()
+    assert len(read_arrays("cifar10", root).y_test) == 2
+
+
 def test_fetch_tar_extracts_and_removes_archive(tmp_path, monkeypatch):
     batches = {f"data_batch_{i}": cifar_batch(i, 3, 10, b"labels") for i in range(1, 6)}
     batches["test_batch"] = cifar_batch(7, 2, 10, b"labels")
@@ -126,7 +274,7 @@ def test_fetch_tar_extracts_and_removes_archive(tmp_path, monkeypatch):
     monkeypatch.setitem(registry.DATASETS, "cifar10", patched)
     root = tmp_path / "data"
     folder = fetch("cifar10", str(root))
-    assert os.listdir(folder) == ["cifar-10-batches-py"]  # archive deleted, no temporary directory left
+    assert listing(folder) == ["cifar-10-batches-py"]  # archive deleted, no temporary directory left
     arr = read_arrays("cifar10", root)
     assert arr.y_train.tolist() == sum((batches[f"data_batch_{i}"][b"labels"] for i in range(1, 6)), [])
     assert sum(" md5 " in line for line in verify("cifar10", str(root))) == 6
@@ -147,7 +295,7 @@ def test_archive_placed_by_hand_is_reused(tmp_path, monkeypatch):
     (tmp_path / "cifar100" / "cifar-100-python.tar.gz").write_bytes(data)
     monkeypatch.setattr(fetch_mod, "download", lambda *a, **k: pytest.fail("downloaded"))
     fetch("cifar100", str(tmp_path))
-    assert os.listdir(tmp_path / "cifar100") == ["cifar-100-python"]
+    assert listing(tmp_path / "cifar100") == ["cifar-100-python"]
     assert read_arrays("cifar100", tmp_path).classes == 100
 
 
