@@ -5,6 +5,20 @@ keys, wrong types and values outside a field's choices raise ``UserError`` with 
 names the dotted key and what is allowed. Component sections (``tasks``, ``model``, ``method``)
 select a registered dataclass by their tag (``family`` / ``name``) and are checked against it.
 
+Ranges, one convention: a numeric field declares its allowed values in its dataclass field, as
+``metadata=bounds(...)``, and ``build_section`` checks every field against it, for every config
+dataclass (these sections, every registered method / model / family, the transfer target)::
+
+    lr: float = field(default=1.0e-3, metadata=bounds(gt=0))              # lr > 0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999],
+                               metadata=bounds(ge=0, lt=1, length=2))     # two values in [0, 1)
+
+``ge`` / ``gt`` / ``le`` / ``lt`` bound a number, or every number of a list; null and strings (e.g.
+``every: task``) pass. ``length`` / ``min_length`` bound a list's length. So a component writes no
+range checks; its ``validate(key)`` keeps only the checks across fields. Every float key, with or
+without a range, must be finite: NaN and ±inf are refused. A YAML file that repeats a key in one
+mapping, or is not UTF-8 text, is refused too. Every error is a one-line ``UserError``.
+
 Usage::
 
     cfg = load_config("configs/mnist.yaml", overrides=["optim.lr=3e-4"])
@@ -17,6 +31,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,15 +44,88 @@ from plasticlab import registry
 from plasticlab.registry import UserError
 
 
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error message: one line, at most ``limit`` characters."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        text = f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+RANGE = "range"
+"""The ``field(metadata=...)`` key that holds a field's ``Range``."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a config field (declared with ``bounds``, checked by ``build_section``)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    length: int | None = None
+    """Lists: exactly this many items."""
+    min_length: int | None = None
+    """Lists: at least this many items."""
+
+    def contains(self, x: float) -> bool:
+        return ((self.ge is None or x >= self.ge) and (self.gt is None or x > self.gt)
+                and (self.le is None or x <= self.le) and (self.lt is None or x < self.lt))
+
+    def describe(self) -> str:
+        """``in [0, 1)``, ``≥ 1``, ``> 0`` …"""
+        lo = f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}" if self.gt is not None else ""
+        hi = f"{self.le:g}]" if self.le is not None else f"{self.lt:g})" if self.lt is not None else ""
+        if lo and hi:
+            return f"in {lo}, {hi}"
+        if lo:
+            return f"{'≥' if lo[0] == '[' else '>'} {lo[1:]}"
+        return f"{'≤' if hi[-1] == ']' else '<'} {hi[:-1]}" if hi else "any number"
+
+    def check(self, value: Any, key: str) -> None:
+        """Raise a one-line UserError naming ``key`` when ``value`` is outside this range."""
+        if isinstance(value, list):
+            if self.length is not None and len(value) != self.length:
+                raise UserError(f"config: {key}: expected exactly {self.length} values, got {shown(value)}")
+            if self.min_length is not None and len(value) < self.min_length:
+                want = "a non-empty list" if self.min_length == 1 else f"at least {self.min_length} values"
+                raise UserError(f"config: {key}: expected {want}, got {shown(value)}")
+            for i, v in enumerate(value):
+                self.check(v, f"{key}[{i}]")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and not self.contains(value):
+            raise UserError(f"config: {key}: must be {self.describe()}, got {shown(value)}")
+
+
+def bounds(*, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
+           length: int | None = None, min_length: int | None = None) -> dict:
+    """Field metadata declaring the allowed values: ``field(default=64, metadata=bounds(ge=1))``."""
+    return {RANGE: Range(ge=ge, gt=gt, le=le, lt=lt, length=length, min_length=min_length)}
+
+
+def range_of(f: dataclasses.Field) -> Range | None:
+    """The ``Range`` a dataclass field declares, or None."""
+    return f.metadata.get(RANGE)
+
+
+def check_ranges(obj: Any, key: str) -> None:
+    """Check every field of dataclass instance ``obj`` against its declared ``Range``."""
+    for f in dataclasses.fields(obj):
+        rng = range_of(f)
+        if rng is not None:
+            rng.check(getattr(obj, f.name), f"{key}.{f.name}" if key else f.name)
+
+
 @dataclass
 class DataConfig:
     """Which dataset, how much of it, and where its files are."""
 
     name: str = "digits"
     """Registered dataset name (``plasticlab data list``)."""
-    samples_per_class: int | None = None
+    samples_per_class: int | None = field(default=None, metadata=bounds(ge=1))
     """Training images per class (class-balanced subset drawn from the seed); null = all."""
-    test_samples_per_class: int | None = None
+    test_samples_per_class: int | None = field(default=None, metadata=bounds(ge=1))
     """Test images per class; null = all."""
     root: str | None = None
     """Data directory; null = ``$PLASTICLAB_DATA`` or ``~/.cache/plasticlab``."""
@@ -49,20 +137,18 @@ class DataConfig:
 class TransitionConfig:
     """How a gradual environment moves from task t−1 to task t."""
 
-    length: float = 2.0
+    length: float = field(default=2.0, metadata=bounds(ge=0))
     """k: the transition lasts k × epochs_per_task epochs."""
-    step: float = 0.5
+    step: float = field(default=0.5, metadata=bounds(gt=0, lt=1))
     """δ: α goes through δ, 2δ, …, 1−δ (1/δ must be a whole number)."""
     mode: Literal["direct", "via-uniform"] = "direct"
     """Output interpolation path: direct blend, or old one-hot → uniform → new one-hot."""
 
     def validate(self, key: str) -> None:
-        n = round(1.0 / self.step) if self.step > 0 else 0
-        if not 0 < self.step < 1 or abs(n * self.step - 1.0) > 1e-6:
+        n = round(1.0 / self.step)
+        if abs(n * self.step - 1.0) > 1e-6:
             raise UserError(f"config: {key}.step: {self.step} must be in (0, 1) with 1/step a whole number "
                             "(e.g. 0.5, 0.25, 0.1, 0.05)")
-        if self.length < 0:
-            raise UserError(f"config: {key}.length: must be ≥ 0")
 
 
 @dataclass
@@ -70,7 +156,7 @@ class EnvironmentConfig:
     """How tasks follow each other (DESIGN.md: environment)."""
 
     kind: Literal["abrupt", "input-interpolation", "output-interpolation", "task-sampling"] = "abrupt"
-    epochs_per_task: float = 10.0
+    epochs_per_task: float = field(default=10.0, metadata=bounds(gt=0))
     """E: epochs of pure training per task (fractions allowed; lengths are counted in steps)."""
     transition: TransitionConfig = field(default_factory=TransitionConfig)
     compute_matched: bool = True
@@ -82,14 +168,15 @@ class OptimConfig:
     """One optimiser, kept across tasks unless a method says otherwise."""
 
     name: Literal["sgd", "adam", "adamw"] = "adam"
-    lr: float = 1.0e-3
-    batch_size: int = 64
-    weight_decay: float = 0.0
+    lr: float = field(default=1.0e-3, metadata=bounds(gt=0))
+    batch_size: int = field(default=64, metadata=bounds(ge=1))
+    weight_decay: float = field(default=0.0, metadata=bounds(ge=0))
     """Coupled L2 for sgd/adam, decoupled for adamw."""
-    momentum: float = 0.0
+    momentum: float = field(default=0.0, metadata=bounds(ge=0, lt=1))
     """SGD momentum."""
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1.0e-8
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999], metadata=bounds(ge=0, lt=1, length=2))
+    """Adam's (β1, β2)."""
+    eps: float = field(default=1.0e-8, metadata=bounds(gt=0))
     per_entry_step: bool = False
     """adam/adamw only: keep Adam's step count per entry, so entries a method re-initialises
     restart their bias correction (plasticlab.methods.entry_adam, as Dohare et al. do)."""
@@ -99,18 +186,18 @@ class OptimConfig:
 class DiagnosticsConfig:
     """Plasticity diagnostics measured on a fixed probe batch (docs/diagnostics.md)."""
 
-    every: int | Literal["task", "never"] = "task"
+    every: int | Literal["task", "never"] = field(default="task", metadata=bounds(ge=1))
     """'task' = at every task end; an int N = also every N optimiser steps; 'never' = off."""
-    probe_size: int = 1024
+    probe_size: int = field(default=1024, metadata=bounds(ge=1))
     """Probe examples drawn once from the seed out of the base training set."""
-    frozen_tau: float = 0.1
+    frozen_tau: float = field(default=0.1, metadata=bounds(ge=0))
     """A unit is mutually frozen when its incoming and outgoing weights are all below
     frozen_tau × the layer's initialisation scale."""
-    dormant_tau: float = 0.1
+    dormant_tau: float = field(default=0.1, metadata=bounds(ge=0))
     """ReDo's τ: a unit is dormant when its normalised mean |activation| ≤ dormant_tau."""
     sensitivity: Literal["auto", "exact", "projection"] = "auto"
     """Input sensitivity: exact Jacobian, random projections, or exact when outputs ≤ 64."""
-    projections: int = 8
+    projections: int = field(default=8, metadata=bounds(ge=1))
     """Random projections per input for the projection estimate."""
     gradients: bool = True
     """Also report mean |grad| of frozen, sparse and all weights on the probe batch."""
@@ -121,7 +208,7 @@ class AugmentConfig:
     """Training-batch augmentation (off by default; images (C, H, W) only)."""
 
     enabled: bool = False
-    crop_padding: int = 4
+    crop_padding: int = field(default=4, metadata=bounds(ge=0))
     """p: pad every side by p pixels, then crop back to H×W at a random offset (0 = no crop)."""
     flip: bool = True
     """Mirror each example left–right with probability ½."""
@@ -129,8 +216,9 @@ class AugmentConfig:
     """How the padded border is filled: 0, a mirror of the image, or the edge pixel."""
 
     def validate(self, key: str) -> None:
-        if self.crop_padding < 0:
-            raise UserError(f"config: {key}.crop_padding: must be ≥ 0")
+        # why: kept for callers that build an AugmentConfig directly (tests/test_augment.py);
+        # build_section checks the declared range before this runs
+        check_ranges(self, key)
 
 
 @dataclass
@@ -138,19 +226,24 @@ class EngineConfig:
     """How the run executes: device, precision, checkpoints. Speed knobs live here."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
-    """bf16: forward and loss under bf16 autocast; weights, gradients, optimiser state stay fp32."""
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    """bf16: forward and loss under bf16 autocast; weights, gradients, optimiser state stay fp32.
+    auto: bf16 where the device has bf16 matrix units (CUDA ≥ 8.0, AVX-512-BF16/AMX CPUs), else
+    fp32; resolved when the run starts and recorded in config.yaml."""
     compile: bool = False
     """torch.compile the training step: the whole step as one graph where the run allows it
     (Adam/AdamW, no per-step method hook), else forward + loss (docs/performance.md)."""
     channels_last: bool = False
     """Image models: conv weights and training batches in channels-last (NHWC) memory format
     (faster convolutions on tensor-core GPUs; same results up to float rounding)."""
-    checkpoint_every: int = 0
+    checkpoint_every: int = field(default=0, metadata=bounds(ge=0))
     """Also checkpoint every N optimiser steps (0 = only at task ends)."""
-    eval_batch_size: int = 4096
-    threads: int = 0
-    """torch CPU threads (0 = torch's default)."""
+    eval_batch_size: int = field(default=4096, metadata=bounds(ge=1))
+    threads: int | Literal["auto"] = field(default="auto", metadata=bounds(ge=0))
+    """torch CPU threads. auto: 1 per run — small networks gain little from more, a sweep never
+    oversubscribes the cores, and the numbers (which depend on the thread count) do not depend on
+    the machine or the executor; resolved when the run starts and recorded in config.yaml.
+    N: N threads (0 = torch's default, all cores: may oversubscribe)."""
     loggers: list[Literal["tensorboard", "wandb"]] = field(default_factory=list)
     """Also log rows to TensorBoard (RUN/tensorboard) and/or W&B (offline, under RUN/wandb);
     extras: ``pip install 'plasticlab[loggers]'``. metrics.jsonl is always written."""
@@ -160,7 +253,7 @@ class EngineConfig:
 class RunConfig:
     """A whole run. Sections mirror the data flow (DESIGN.md)."""
 
-    seed: int = 0
+    seed: int = field(default=0, metadata=bounds(ge=0))
     data: DataConfig = field(default_factory=DataConfig)
     tasks: Any = None
     """A registered task family's dataclass, selected by ``family``."""
@@ -195,10 +288,15 @@ def _type_name(tp: Any) -> str:
     return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(tp, str(tp))
 
 
+class _WrongType(UserError):
+    """``value`` is not of the expected type (a union then tries its next member; any other
+    UserError, e.g. a non-finite number, is the answer)."""
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Return ``value`` as type ``tp`` or raise UserError naming ``key``."""
     origin = typing.get_origin(tp)
-    bad = UserError(f"config: {key}: expected {_type_name(tp)}, got {value!r}")
+    bad = _WrongType(f"config: {key}: expected {_type_name(tp)}, got {shown(value)}")
     if dataclasses.is_dataclass(tp):
         return build_section(tp, value, key)
     if origin is Literal:
@@ -212,7 +310,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         for arg in sorted((a for a in args if a is not type(None)), key=lambda a: a is str):
             try:
                 return _coerce(value, arg, key)
-            except UserError:
+            except _WrongType:
                 continue
         raise bad
     if origin is list:
@@ -233,14 +331,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return int(value)
         raise bad
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        raise bad
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise bad
+        try:
+            number = float(value)
+        except ValueError:
+            raise bad from None
+        except OverflowError:  # an int beyond float's range
+            number = math.inf
+        if not math.isfinite(number):
+            raise UserError(f"config: {key}: expected a finite number, got {shown(value)}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -255,7 +356,7 @@ def build_section(cls: type, raw: Any, key: str) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise UserError(f"config: {key}: expected a mapping of keys, got {raw!r}")
+        raise UserError(f"config: {key}: expected a mapping of keys, got {shown(raw)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for k in raw:
@@ -268,6 +369,7 @@ def build_section(cls: type, raw: Any, key: str) -> Any:
             sub = f"{key}.{f.name}" if key else f.name
             kwargs[f.name] = _build_field(f.name, hints[f.name], raw[f.name], sub, cls)
     obj = cls(**kwargs)
+    check_ranges(obj, key)
     check = getattr(obj, "validate", None)
     if callable(check):
         check(key)
@@ -289,8 +391,8 @@ def _build_tagged(table: dict, tag: str, raw: Any, key: str) -> Any:
     if not isinstance(raw, dict) or tag not in raw:
         raise UserError(f"config: {key}: expected a mapping with '{tag}' (one of {', '.join(sorted(table))})")
     name = raw[tag]
-    if name not in table:
-        raise UserError(f"config: {key}.{tag}: unknown {name!r} (allowed: {', '.join(sorted(table))})")
+    if not isinstance(name, str) or name not in table:
+        raise UserError(f"config: {key}.{tag}: unknown {shown(name)} (allowed: {', '.join(sorted(table))})")
     return build_section(table[name], raw, key)
 
 
@@ -319,14 +421,8 @@ def from_dict(raw: dict) -> RunConfig:
 
 def validate_run(cfg: RunConfig) -> None:
     """Cross-section checks that a single section cannot make."""
-    if cfg.optim.batch_size < 1:
-        raise UserError("config: optim.batch_size: must be ≥ 1")
     if cfg.optim.per_entry_step and cfg.optim.name == "sgd":
         raise UserError("config: optim.per_entry_step: only for adam/adamw (set it to false for sgd)")
-    if cfg.optim.lr <= 0:
-        raise UserError("config: optim.lr: must be > 0")
-    if cfg.environment.epochs_per_task <= 0:
-        raise UserError("config: environment.epochs_per_task: must be > 0")
     models = getattr(cfg.tasks, "models", None)
     if models is not None and cfg.model.name not in models:
         raise UserError(f"config: model.name={cfg.model.name} does not fit tasks.family={cfg.tasks.family} "
@@ -345,8 +441,10 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise UserError(f"--set {text!r}: expected KEY=VALUE, e.g. --set optim.lr=3e-4")
     key, _, value = text.partition("=")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
+        parsed = yaml.load(value, Loader=_UniqueKeyLoader) if value.strip() else ""
+    except _DuplicateKey as e:
+        raise UserError(f"--set {key.strip()}: the value repeats the key {shown(e.key)}") from None
+    except (yaml.YAMLError, ValueError, RecursionError):
         parsed = value
     return key.strip(), parsed
 
@@ -375,17 +473,60 @@ def set_dotted(raw: dict, key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, line: int, first: int):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.line, self.first = key, line, first
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key repeated in one mapping (PyYAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *base`` may be overridden, by design
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, key_node.start_mark.line + 1, seen[key])
+                seen[key] = key_node.start_mark.line + 1
+            except TypeError:  # an unhashable key: the base class reports it
+                break
+        return super().construct_mapping(node, deep=deep)
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
+
+
 def read_yaml(path: str | Path) -> dict:
     """Read a YAML mapping or raise UserError naming the file."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"config file not found: {p} (check the path)")
     try:
-        raw = yaml.safe_load(p.read_text())
+        data = p.read_bytes()
+    except OSError as e:
+        raise UserError(f"config file {p}: cannot read it ({_one_line(e.strerror or e)})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"config file {p}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                        "a config is a YAML text file") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as e:
+        raise UserError(f"config file {p} line {e.line}: duplicate key {shown(e.key)} (first on line {e.first}); "
+                        "give each key once") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"config file {p}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        problem = getattr(e, "problem", None) or getattr(e, "reason", None) or e
+        raise UserError(f"config file {p}{where}: not valid YAML ({_one_line(problem)})") from None
+    except (ValueError, RecursionError) as e:  # e.g. an integer of > 4300 digits, nesting too deep
+        raise UserError(f"config file {p}: not a usable YAML config ({_one_line(e) or type(e).__name__})") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

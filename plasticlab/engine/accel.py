@@ -33,7 +33,45 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
-def notice(message: str) -> None:
+def bf16_units(device: torch.device) -> bool:
+    """Whether ``device`` has bf16 matrix units (so bf16 autocast can be faster than fp32).
+
+    CUDA: compute capability ≥ 8.0 (Ampere and later). CPU: AVX-512-BF16 or AMX-BF16 in
+    ``/proc/cpuinfo``; PyTorch's own capability string as a fallback (AVX2-only CPUs emulate bf16
+    matrix products, measured 0.07–0.09× the fp32 loop, docs/performance.md).
+    """
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        return "AMX" in torch.backends.cpu.get_cpu_capability()
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` → bf16 where the device has bf16 matrix units, else fp32. An explicit ``bf16`` on a
+    device without them is kept (results must not depend on the machine) with a one-line notice."""
+    fast = bf16_units(device)
+    if precision == "auto":
+        return "bf16" if fast else "fp32"
+    if precision == "bf16" and not fast:
+        notice(f"engine.precision: bf16 on {device.type} without bf16 matrix units is emulated and much slower "
+               "than fp32 here (set engine.precision=fp32, or auto)", once=True)
+    return precision
+
+
+_said: set[str] = set()
+
+
+def notice(message: str, once: bool = False) -> None:
+    """One line on stderr (``once``: at most once per process)."""
+    if once and message in _said:
+        return
+    _said.add(message)
     print(f"plasticlab: {message}", file=sys.stderr, flush=True)
 
 

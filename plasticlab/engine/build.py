@@ -18,7 +18,7 @@ from torch import nn
 from plasticlab import diagnostics, registry, units
 from plasticlab.config import RunConfig, to_dict
 from plasticlab.data import load_dataset
-from plasticlab.engine.accel import maybe_compile
+from plasticlab.engine.accel import maybe_compile, resolve_precision
 from plasticlab.engine.optim import make_optimizer
 from plasticlab.envs import build_schedule, steps_per_epoch
 from plasticlab.methods import MethodContext
@@ -81,6 +81,21 @@ class Setup:
         return self.tasks[t]
 
 
+def resolve_engine(cfg: RunConfig, device: torch.device) -> None:
+    """Replace ``auto`` engine settings by what the run computes with, so config.yaml records them.
+
+    ``threads: auto`` → 1 torch thread per run: plasticity runs are small networks whose matrix
+    products gain little from more threads, runs in a sweep never oversubscribe the cores, and the
+    numbers (which depend on the thread count) do not depend on the machine or the executor.
+    ``precision: auto`` → bf16 where the device has bf16 matrix units, else fp32
+    (``accel.resolve_precision``, which also warns about bf16 without them).
+    """
+    e = cfg.engine
+    if e.threads == "auto":
+        e.threads = 1
+    e.precision = resolve_precision(e.precision, device)
+
+
 def load_base(cfg: RunConfig, device: torch.device):
     """The dataset of ``cfg`` (or the family's own generated data) as device tensors."""
     d = cfg.data
@@ -106,6 +121,7 @@ def setup(cfg: RunConfig, device: torch.device | None = None, *, base: object | 
         UserError: missing data or a config the data cannot serve (before anything is written).
     """
     device = device or pick_device(cfg.engine.device)
+    resolve_engine(cfg, device)
     if cfg.engine.threads:
         torch.set_num_threads(cfg.engine.threads)
     family = cfg.tasks

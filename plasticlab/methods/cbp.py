@@ -20,16 +20,16 @@ Config: ``method: {name: cbp, replacement_rate: 1.0e-4, decay: 0.99, maturity: 1
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import nn
 
 from plasticlab import registry
+from plasticlab.config import bounds
 from plasticlab.methods.base import MethodContext, MethodDefaults
 from plasticlab.methods.common import lowest_mask, require_units, unit_mean
-from plasticlab.registry import UserError
 from plasticlab.units import Slice, UnitLayer, reinit_units
 
 
@@ -61,24 +61,16 @@ class CBP(MethodDefaults):
     busy: ClassVar[dict] = {"replacement_rate": 0.2, "maturity": 2}
 
     name: str = "cbp"
-    replacement_rate: float = 1.0e-4
+    replacement_rate: float = field(default=1.0e-4, metadata=bounds(ge=0, le=1))
     """ρ: replaced units per eligible unit per step."""
-    decay: float = 0.99
+    decay: float = field(default=0.99, metadata=bounds(ge=0, lt=1))
     """η: decay of the running utility and mean activation."""
-    maturity: int = 100
+    maturity: int = field(default=100, metadata=bounds(ge=0))
     """m: a unit is eligible once its age exceeds m steps."""
     bias_correction: bool = True
     """Move the replaced unit's mean contribution into the next layer's bias."""
 
     capture = True
-
-    def validate(self, key: str) -> None:
-        if not 0.0 <= self.replacement_rate <= 1.0:
-            raise UserError(f"config: {key}.replacement_rate: must be in [0, 1], got {self.replacement_rate}")
-        if not 0.0 <= self.decay < 1.0:
-            raise UserError(f"config: {key}.decay: must be in [0, 1), got {self.decay}")
-        if self.maturity < 0:
-            raise UserError(f"config: {key}.maturity: must be ≥ 0, got {self.maturity}")
 
     def setup(self, ctx: MethodContext) -> None:
         self.ctx_ = ctx

@@ -7,15 +7,15 @@ nodes). Unlike ``optim.weight_decay`` it is part of the loss, so Adam rescales i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
 from plasticlab import registry
+from plasticlab.config import bounds
 from plasticlab.methods.base import MethodContext, MethodDefaults
 from plasticlab.methods.common import grads_of, penalised_parameters
-from plasticlab.registry import UserError
 
 
 @registry.register(registry.METHODS, "l2")
@@ -27,14 +27,10 @@ class L2(MethodDefaults):
     busy: ClassVar[dict] = {"coef": 1e-2}
 
     name: str = "l2"
-    coef: float = 1.0e-3
+    coef: float = field(default=1.0e-3, metadata=bounds(ge=0))
     """λ (Liu & Mou's MLP baseline: 1e-3)."""
     exclude_bias_norm: bool = False
     """Leave biases and norm gains/biases out of the penalty."""
-
-    def validate(self, key: str) -> None:
-        if self.coef < 0:
-            raise UserError(f"config: {key}.coef: must be ≥ 0, got {self.coef}")
 
     def setup(self, ctx: MethodContext) -> None:
         self.ctx_ = ctx

@@ -15,15 +15,15 @@ zero outgoing weights, and zero optimiser moments on all those entries
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
 from plasticlab import registry
+from plasticlab.config import bounds
 from plasticlab.methods.base import MethodContext, MethodDefaults
 from plasticlab.methods.common import lowest_mask, require_units, unit_mean
-from plasticlab.registry import UserError
 from plasticlab.units import UnitLayer, reinit_units
 
 
@@ -51,24 +51,16 @@ class ReDo(MethodDefaults):
     busy: ClassVar[dict] = {"every": 2, "tau": 0.5, "at_task_end": True}
 
     name: str = "redo"
-    every: int = 1000
+    every: int = field(default=1000, metadata=bounds(ge=1))
     """Check (and reset) every N optimiser steps."""
-    tau: float = 0.1
+    tau: float = field(default=0.1, metadata=bounds(ge=0))
     """Dormancy threshold on the normalised score."""
-    max_fraction: float = 1.0
+    max_fraction: float = field(default=1.0, metadata=bounds(ge=0, le=1))
     """At most this share of a layer's units is reset at once (lowest scores first)."""
     at_task_end: bool = False
     """Also reset after each task's last step (before its measurements)."""
 
     capture = True
-
-    def validate(self, key: str) -> None:
-        if self.every < 1:
-            raise UserError(f"config: {key}.every: must be ≥ 1, got {self.every}")
-        if self.tau < 0:
-            raise UserError(f"config: {key}.tau: must be ≥ 0, got {self.tau}")
-        if not 0.0 <= self.max_fraction <= 1.0:
-            raise UserError(f"config: {key}.max_fraction: must be in [0, 1], got {self.max_fraction}")
 
     def setup(self, ctx: MethodContext) -> None:
         self.ctx_ = ctx

@@ -16,16 +16,16 @@ their initialisation and outgoing weights re-drawn (``outgoing: init``) or zeroe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
 
 from plasticlab import registry
+from plasticlab.config import bounds
 from plasticlab.diagnostics.frozen import frozen_mask
 from plasticlab.methods.base import MethodContext, MethodDefaults
 from plasticlab.methods.common import require_units
-from plasticlab.registry import UserError
 from plasticlab.units import reinit_units
 
 
@@ -38,18 +38,12 @@ class ResetFrozen(MethodDefaults):
     busy: ClassVar[dict] = {"tau": 3.0, "tasks": "all"}
 
     name: str = "reset-frozen"
-    tau: float = 0.1
+    tau: float = field(default=0.1, metadata=bounds(ge=0))
     """Frozen threshold as a fraction of each weight tensor's initialisation std."""
-    tasks: Literal["all_but_first", "all"] | list[int] = "all_but_first"
+    tasks: Literal["all_but_first", "all"] | list[int] = field(default="all_but_first", metadata=bounds(ge=0))
     """Which task starts reset: every task after the first, all, or a list of task indices."""
     outgoing: Literal["init", "zero"] = "init"
     """Outgoing weights of a reset unit: re-drawn from their init, or zero."""
-
-    def validate(self, key: str) -> None:
-        if self.tau < 0:
-            raise UserError(f"config: {key}.tau: must be ≥ 0, got {self.tau}")
-        if isinstance(self.tasks, list) and any(t < 0 for t in self.tasks):
-            raise UserError(f"config: {key}.tasks: task indices must be ≥ 0, got {self.tasks}")
 
     def setup(self, ctx: MethodContext) -> None:
         self.ctx_ = ctx

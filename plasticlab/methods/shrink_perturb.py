@@ -16,15 +16,15 @@ optimiser state is kept (``reset_optimizer: true`` drops it: moments and step co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
 
 from plasticlab import registry
+from plasticlab.config import bounds
 from plasticlab.methods.base import MethodContext, MethodDefaults
 from plasticlab.methods.common import whole_tensor_inits
-from plasticlab.registry import UserError
 from plasticlab.seeding import derived_seed
 
 
@@ -37,23 +37,17 @@ class ShrinkPerturb(MethodDefaults):
     busy: ClassVar[dict] = {"when": "step", "every": 2, "noise_dist": "init"}
 
     name: str = "shrink-perturb"
-    shrink: float = 0.9
+    shrink: float = field(default=0.9, metadata=bounds(ge=0, le=1))
     """s: multiplies every parameter."""
-    noise: float = 0.01
+    noise: float = field(default=0.01, metadata=bounds(ge=0))
     """σ: scale of the added noise."""
     noise_dist: Literal["normal", "init"] = "normal"
     """ε ~ N(0, 1), or ε ~ the parameter's initialisation distribution."""
     when: Literal["task_start", "task_end", "step"] = "task_start"
-    every: int = 1
+    every: int = field(default=1, metadata=bounds(ge=1))
     """With ``when: step``: apply after every N-th optimiser step."""
     reset_optimizer: bool = False
     """Also drop the optimiser state of every parameter when applying."""
-
-    def validate(self, key: str) -> None:
-        if self.noise < 0:
-            raise UserError(f"config: {key}.noise: must be ≥ 0, got {self.noise}")
-        if self.every < 1:
-            raise UserError(f"config: {key}.every: must be ≥ 1, got {self.every}")
 
     @property
     def per_step(self) -> bool:

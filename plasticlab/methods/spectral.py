@@ -14,16 +14,16 @@ each matrix's exact σ_max at setup (default) or one fixed number for all. Confi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from plasticlab import registry
+from plasticlab.config import bounds
 from plasticlab.methods.base import MethodContext, MethodDefaults
 from plasticlab.methods.common import grads_of, weight_matrices
-from plasticlab.registry import UserError
 
 
 @torch.no_grad()
@@ -48,20 +48,12 @@ class Spectral(MethodDefaults):
     busy: ClassVar[dict] = {"coef": 0.1, "iterations": 1}
 
     name: str = "spectral"
-    coef: float = 0.1
+    coef: float = field(default=0.1, metadata=bounds(ge=0))
     """λ (Liu & Mou's MLP baseline: 0.1)."""
-    iterations: int = 2
+    iterations: int = field(default=2, metadata=bounds(ge=1))
     """Power-iteration rounds per optimiser step (k)."""
-    target: float | None = None
+    target: float | None = field(default=None, metadata=bounds(ge=0))
     """σ_max each matrix is pulled towards; null = its own value at initialisation."""
-
-    def validate(self, key: str) -> None:
-        if self.coef < 0:
-            raise UserError(f"config: {key}.coef: must be ≥ 0, got {self.coef}")
-        if self.iterations < 1:
-            raise UserError(f"config: {key}.iterations: must be ≥ 1, got {self.iterations}")
-        if self.target is not None and self.target < 0:
-            raise UserError(f"config: {key}.target: must be ≥ 0 or null, got {self.target}")
 
     def setup(self, ctx: MethodContext) -> None:
         self.ctx_ = ctx

@@ -25,14 +25,14 @@ clips once, between pre-training and fine-tuning.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
 from plasticlab import registry
+from plasticlab.config import bounds
 from plasticlab.methods.base import MethodContext, MethodDefaults
-from plasticlab.registry import UserError
 from plasticlab.units import Slice
 
 
@@ -60,16 +60,10 @@ class WeightClip(MethodDefaults):
     busy: ClassVar[dict] = {"kappa": 0.5}
 
     name: str = "weight-clip"
-    kappa: float = 1.0
+    kappa: float = field(default=1.0, metadata=bounds(gt=0))
     """κ: multiple of each parameter's initialisation bound allowed."""
-    every: int = 1
+    every: int = field(default=1, metadata=bounds(ge=1))
     """Clip after every N-th optimiser step."""
-
-    def validate(self, key: str) -> None:
-        if self.kappa <= 0:
-            raise UserError(f"config: {key}.kappa: must be > 0, got {self.kappa}")
-        if self.every < 1:
-            raise UserError(f"config: {key}.every: must be ≥ 1, got {self.every}")
 
     def setup(self, ctx: MethodContext) -> None:
         self.ctx_ = ctx

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from plasticlab import registry
+from plasticlab.config import bounds
 from plasticlab.models.layers import (
     ConvNorm,
     HalvingPool,
@@ -32,7 +33,6 @@ from plasticlab.models.layers import (
     linear_column_slices,
 )
 from plasticlab.models.mlp import ACTIVATIONS
-from plasticlab.registry import UserError
 from plasticlab.units import Slice, UnitLayer, linear_slices, norm_slices
 
 
@@ -42,28 +42,22 @@ class CNNSpec:
     """Config of the ``cnn`` model."""
 
     name: str = "cnn"
-    channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128], metadata=bounds(ge=1, min_length=1))
     """Output channels of the 3×3 conv layers, in order."""
     pool: Literal["max", "avg", "none"] = "max"
     """2×2 stride-2 pooling after every conv layer (skipped once the map is below 2×2)."""
     norm: ConvNorm = "none"
     """Per-layer norm: none, batchnorm, groupnorm (``groups`` groups) or layernorm
     (GroupNorm with 1 group on conv maps, LayerNorm on hidden Linear layers)."""
-    groups: int = 8
+    groups: int = field(default=8, metadata=bounds(ge=1))
     """Groups of ``groupnorm``; must divide every width."""
     activation: Literal["relu", "tanh", "leaky_relu", "gelu"] = "relu"
-    spatial: int = 1
+    spatial: int = field(default=1, metadata=bounds(ge=1))
     """Side s of the adaptive average pool before flattening (features C_last·s²)."""
-    hidden: list[int] = field(default_factory=list)
+    hidden: list[int] = field(default_factory=list, metadata=bounds(ge=1))
     """Widths of fully connected hidden layers between the conv stack and the head."""
 
     def validate(self, key: str) -> None:
-        if not self.channels or any(c < 1 for c in self.channels):
-            raise UserError(f"config: {key}.channels: expected a non-empty list of positive widths")
-        if any(h < 1 for h in self.hidden):
-            raise UserError(f"config: {key}.hidden: widths must be positive")
-        if self.spatial < 1:
-            raise UserError(f"config: {key}.spatial: must be ≥ 1")
         check_groups(key, self.norm, self.groups, self.channels + self.hidden)
 
     def build(self, input_shape: tuple[int, ...], n_out: int) -> nn.Module:

@@ -13,6 +13,7 @@ from typing import Literal
 from torch import nn
 
 from plasticlab import registry
+from plasticlab.config import bounds
 from plasticlab.units import Slice, UnitLayer, linear_slices, norm_slices
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU}
@@ -27,16 +28,10 @@ class MLPSpec:
     """K MLPs of one architecture train as one batched model (``MLP.stack``, packed sweeps)."""
 
     name: str = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [256, 256, 256, 256])
+    hidden: list[int] = field(default_factory=lambda: [256, 256, 256, 256], metadata=bounds(ge=1, min_length=1))
     """Widths of the hidden layers."""
     norm: Literal["none", "layernorm", "batchnorm"] = "layernorm"
     activation: Literal["relu", "tanh", "leaky_relu", "gelu"] = "relu"
-
-    def validate(self, key: str) -> None:
-        from plasticlab.registry import UserError
-
-        if not self.hidden or any(h < 1 for h in self.hidden):
-            raise UserError(f"config: {key}.hidden: expected a non-empty list of positive widths")
 
     def build(self, input_shape: tuple[int, ...], n_out: int) -> nn.Module:
         return MLP(math.prod(input_shape), self.hidden, n_out, norm=self.norm, activation=self.activation)

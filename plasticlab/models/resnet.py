@@ -25,15 +25,15 @@ channels are the first stage's residual stream.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from torch import nn
 
 from plasticlab import registry
+from plasticlab.config import bounds
 from plasticlab.models.layers import check_groups, conv_norm, conv_slices, image_shape
-from plasticlab.registry import UserError
 from plasticlab.units import Slice, UnitLayer, linear_slices, norm_slices
 
 
@@ -44,14 +44,12 @@ class ResNet18Spec:
 
     name: str = "resnet18"
     norm: Literal["batchnorm", "groupnorm"] = "batchnorm"
-    groups: int = 32
+    groups: int = field(default=32, metadata=bounds(ge=1))
     """Groups of ``groupnorm``; must divide every width (w, 2w, 4w, 8w)."""
-    width: int = 64
+    width: int = field(default=64, metadata=bounds(ge=1))
     """w: channels of the stem and first stage (stages have w, 2w, 4w, 8w). 64 = standard."""
 
     def validate(self, key: str) -> None:
-        if self.width < 1:
-            raise UserError(f"config: {key}.width: must be ≥ 1")
         check_groups(key, self.norm, self.groups, [self.width * m for m in (1, 2, 4, 8)])
 
     def build(self, input_shape: tuple[int, ...], n_out: int) -> nn.Module:

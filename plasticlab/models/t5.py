@@ -20,13 +20,14 @@ gains f. No Linear has a bias. Needs ``pip install plasticlab[language]``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from torch import nn
 
 from plasticlab import registry
+from plasticlab.config import bounds
 from plasticlab.language.tokenizer import BOS, EOS, PAD, VOCAB_SIZE
 from plasticlab.registry import UserError
 from plasticlab.units import Slice, UnitLayer
@@ -38,34 +39,29 @@ class T5Spec:
     """Config of the ``t5`` model (for the language families)."""
 
     name: str = "t5"
-    d_model: int = 256
-    layers: int = 1
+    d_model: int = field(default=256, metadata=bounds(ge=1))
+    layers: int = field(default=1, metadata=bounds(ge=1))
     """Encoder layers."""
-    decoder_layers: int = 1
-    heads: int = 4
-    d_kv: int | None = None
+    decoder_layers: int = field(default=1, metadata=bounds(ge=1))
+    heads: int = field(default=4, metadata=bounds(ge=1))
+    d_kv: int | None = field(default=None, metadata=bounds(ge=1))
     """Size of one attention head; null = d_model / heads."""
-    d_ff: int = 1024
+    d_ff: int = field(default=1024, metadata=bounds(ge=1))
     """Feed-forward width (the units of the unit map)."""
     activation: Literal["relu", "gelu"] = "relu"
-    dropout: float = 0.0
+    dropout: float = field(default=0.0, metadata=bounds(ge=0, lt=1))
     tie_embeddings: bool = True
     """Share the input embedding with the output layer (T5's default); a head reset then also
     re-draws the input embedding."""
-    init_factor: float = 1.0
+    init_factor: float = field(default=1.0, metadata=bounds(gt=0))
     """T5's ``initializer_factor`` f (module docstring)."""
-    relative_buckets: int = 32
-    relative_max_distance: int = 128
+    relative_buckets: int = field(default=32, metadata=bounds(ge=1))
+    relative_max_distance: int = field(default=128, metadata=bounds(ge=1))
 
     def validate(self, key: str) -> None:
-        for f in ("d_model", "layers", "decoder_layers", "heads", "d_ff"):
-            if getattr(self, f) < 1:
-                raise UserError(f"config: {key}.{f}: must be ≥ 1")
         if self.d_kv is None and self.d_model % self.heads:
             raise UserError(f"config: {key}.heads: {self.heads} does not divide d_model={self.d_model} "
                             "(set d_kv explicitly)")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"config: {key}.dropout: must be in [0, 1)")
 
     def build(self, input_shape: tuple[int, ...], n_out: int) -> nn.Module:
         if len(input_shape) != 1 or n_out < VOCAB_SIZE:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from plasticlab import registry
+from plasticlab.config import bounds
 from plasticlab.registry import UserError
 from plasticlab.tasks.base import ClassificationFamily, Task
 
@@ -53,15 +54,11 @@ class Blurred(ClassificationFamily):
     """Config of the ``blurred`` family."""
 
     family: str = "blurred"
-    count: int = 2
+    count: int = field(default=2, metadata=bounds(ge=1))
     """Number of tasks."""
-    sigmas: list[float] = field(default_factory=lambda: [3.0, 0.0])
+    sigmas: list[float] = field(default_factory=lambda: [3.0, 0.0], metadata=bounds(ge=0, min_length=1))
     """σ of task t (pixels); the last value repeats for later tasks."""
     kinds = ("abrupt", "input-interpolation", "task-sampling")
-
-    def validate(self, key: str) -> None:
-        if not self.sigmas or any(s < 0 for s in self.sigmas):
-            raise UserError(f"config: {key}.sigmas: expected a non-empty list of σ ≥ 0")
 
     def sigma(self, t: int) -> float:
         return self.sigmas[min(t, len(self.sigmas) - 1)]

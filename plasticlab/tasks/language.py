@@ -31,7 +31,7 @@ training pairs drawn once from (seed, family, t, bleu); test BLEU/exact the whol
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plasticlab import registry
+from plasticlab.config import bounds
 from plasticlab.language import bleu, decoding, tokenizer
 from plasticlab.language.tokenizer import PAD, VOCAB_SIZE, words_to_ids
 from plasticlab.registry import UserError
@@ -116,20 +117,6 @@ class LanguageFamily:
     models = ("t5",)
     """Models that fit (token inputs, ``forward(x, y)``, decoding interface)."""
 
-    def check_decoding(self, key: str) -> None:
-        if self.count < 1:
-            raise UserError(f"config: {key}.count: must be ≥ 1")
-        if self.word_length < 1 or self.pairs < 1:
-            raise UserError(f"config: {key}: word_length and pairs must be ≥ 1")
-        if not 1 <= self.beams <= 16:
-            raise UserError(f"config: {key}.beams: must be in 1…16")
-        if self.bleu_pairs < 1:
-            raise UserError(f"config: {key}.bleu_pairs: must be ≥ 1")
-        if self.decode_batch_size < 1:
-            raise UserError(f"config: {key}.decode_batch_size: must be ≥ 1")
-        if self.max_decode_length is not None and self.max_decode_length < 1:
-            raise UserError(f"config: {key}.max_decode_length: must be ≥ 1 or null")
-
     def n_train(self, base: LanguageBase) -> int:
         return self.pairs
 
@@ -175,27 +162,22 @@ class RandomSeq2Seq(LanguageFamily):
     """Config of the ``random-seq2seq`` family (defaults: Liu & Mou's Random Seq2Seq)."""
 
     family: str = "random-seq2seq"
-    count: int = 100
+    count: int = field(default=100, metadata=bounds(ge=1))
     """Number of tasks."""
-    input_words: int = 50
-    target_words: int = 5
-    word_length: int = 5
-    pairs: int = 5120
+    input_words: int = field(default=50, metadata=bounds(ge=1))
+    target_words: int = field(default=5, metadata=bounds(ge=1))
+    word_length: int = field(default=5, metadata=bounds(ge=1))
+    pairs: int = field(default=5120, metadata=bounds(ge=1))
     """Training pairs per task."""
     inputs: Literal["per-task", "shared"] = "per-task"
     """Fresh random inputs for every task, or one set of inputs shared by all tasks."""
-    bleu_pairs: int = 512
+    bleu_pairs: int = field(default=512, metadata=bounds(ge=1))
     """Training pairs decoded for train_bleu2/train_exact (a fixed seeded subset)."""
-    beams: int = 5
-    max_decode_length: int | None = None
+    beams: int = field(default=5, metadata=bounds(ge=1, le=16))
+    max_decode_length: int | None = field(default=None, metadata=bounds(ge=1))
     """Tokens generated at most; null = the target length."""
-    decode_batch_size: int = 256
+    decode_batch_size: int = field(default=256, metadata=bounds(ge=1))
     """Sources decoded at once (each with ``beams`` hypotheses)."""
-
-    def validate(self, key: str) -> None:
-        self.check_decoding(key)
-        if self.input_words < 1 or self.target_words < 1:
-            raise UserError(f"config: {key}: input_words and target_words must be ≥ 1")
 
     def prepare(self, seed: int, device) -> LanguageBase:
         return LanguageBase(torch.device(device), tokenizer.sequence_length(self.input_words, self.word_length),
@@ -246,28 +228,23 @@ class BigramCipher(LanguageFamily):
     """Config of the ``bigram-cipher`` family (defaults: Liu & Mou's Bigram Cipher)."""
 
     family: str = "bigram-cipher"
-    count: int = 100
+    count: int = field(default=100, metadata=bounds(ge=1))
     """Number of tasks."""
-    words: int = 10
-    word_length: int = 5
-    pairs: int = 1280
+    words: int = field(default=10, metadata=bounds(ge=1))
+    word_length: int = field(default=5, metadata=bounds(ge=1))
+    pairs: int = field(default=1280, metadata=bounds(ge=1))
     """Training pairs per task."""
-    test_pairs: int = 512
+    test_pairs: int = field(default=512, metadata=bounds(ge=1))
     """Held-out pairs per task (own seed, no input shared with training)."""
     chain: Literal["word", "stream"] = "word"
     """Where the start symbol π(c₀) := 0 sits: before every word, or before the first only."""
-    bleu_pairs: int = 512
+    bleu_pairs: int = field(default=512, metadata=bounds(ge=1))
     """Training pairs decoded for train_bleu2/train_exact (a fixed seeded subset)."""
-    beams: int = 5
-    max_decode_length: int | None = None
+    beams: int = field(default=5, metadata=bounds(ge=1, le=16))
+    max_decode_length: int | None = field(default=None, metadata=bounds(ge=1))
     """Tokens generated at most; null = the target length."""
-    decode_batch_size: int = 256
+    decode_batch_size: int = field(default=256, metadata=bounds(ge=1))
     """Sources decoded at once (each with ``beams`` hypotheses)."""
-
-    def validate(self, key: str) -> None:
-        self.check_decoding(key)
-        if self.words < 1 or self.test_pairs < 1:
-            raise UserError(f"config: {key}: words and test_pairs must be ≥ 1")
 
     def prepare(self, seed: int, device) -> LanguageBase:
         n = tokenizer.sequence_length(self.words, self.word_length)

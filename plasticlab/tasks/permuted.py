@@ -6,11 +6,12 @@ The permutation of task t is drawn from (seed, t) alone and acts on the flattene
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from plasticlab import registry
+from plasticlab.config import bounds
 from plasticlab.seeding import generator
 from plasticlab.tasks.base import ClassificationFamily, Task
 
@@ -31,7 +32,7 @@ class PermutedPixels(ClassificationFamily):
     """Config of the ``permuted-pixels`` family."""
 
     family: str = "permuted-pixels"
-    count: int = 10
+    count: int = field(default=10, metadata=bounds(ge=1))
     """Number of tasks."""
     kinds = ("abrupt", "input-interpolation", "task-sampling")
 

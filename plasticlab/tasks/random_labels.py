@@ -7,11 +7,12 @@ keeps its count. Only memorisation is possible, so trainability (``train_acc``) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from plasticlab import registry
+from plasticlab.config import bounds
 from plasticlab.seeding import generator
 from plasticlab.tasks.base import ClassificationFamily, Task
 
@@ -28,7 +29,7 @@ class RandomLabels(ClassificationFamily):
     """Config of the ``random-labels`` family."""
 
     family: str = "random-labels"
-    count: int = 10
+    count: int = field(default=10, metadata=bounds(ge=1))
     """Number of tasks."""
     kinds = ("abrupt", "output-interpolation", "task-sampling")
 

@@ -32,7 +32,9 @@ from plasticlab.config import (
     AugmentConfig,
     OptimConfig,
     RunConfig,
+    bounds,
     build_section,
+    check_ranges,
     load_config,
     parse_override,
     read_yaml,
@@ -60,15 +62,16 @@ class TargetConfig:
     """Registered dataset name (``plasticlab data list``)."""
     root: str | None = None
     """Data directory; null = ``$PLASTICLAB_DATA`` or ``~/.cache/plasticlab``."""
-    samples_per_class: list[int | None] = field(default_factory=lambda: [5, 10, 50])
+    samples_per_class: list[int | None] = field(default_factory=lambda: [5, 10, 50],
+                                                metadata=bounds(ge=1, min_length=1))
     """N: training images *per class*, class-balanced, drawn from (seed, N); null = all of them."""
-    test_samples_per_class: int | None = None
+    test_samples_per_class: int | None = field(default=None, metadata=bounds(ge=1))
     """Test images per class (the same test set for every N); null = all."""
     normalize: bool = True
     """Standardise converted inputs with the target training pool's per-channel mean and std."""
-    epochs: float | None = None
+    epochs: float | None = field(default=None, metadata=bounds(gt=0))
     """Fine-tuning length in passes over the N·C training images (steps grow with N)."""
-    steps: int | None = None
+    steps: int | None = field(default=None, metadata=bounds(ge=1))
     """Fine-tuning length in optimiser steps, equal for every N (set this or ``epochs``)."""
     head: Literal["auto", "new"] = "auto"
     """auto: keep the pre-trained output layer when the target has the source's class count, else a
@@ -78,21 +81,11 @@ class TargetConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self, key: str) -> None:
-        if not self.samples_per_class:
-            raise UserError(f"config: {key}.samples_per_class: expected a non-empty list of N (images per class)")
-        if any(n is not None and n < 1 for n in self.samples_per_class):
-            raise UserError(f"config: {key}.samples_per_class: every N must be ≥ 1 (or null for all)")
         if len(set(self.samples_per_class)) != len(self.samples_per_class):
             raise UserError(f"config: {key}.samples_per_class: values repeat ({self.samples_per_class})")
         if (self.epochs is None) == (self.steps is None):
             raise UserError(f"config: {key}: set exactly one of steps (optimiser steps, equal for every N) "
                             "or epochs (passes over the N·C images)")
-        if self.epochs is not None and self.epochs <= 0:
-            raise UserError(f"config: {key}.epochs: must be > 0")
-        if self.steps is not None and self.steps < 1:
-            raise UserError(f"config: {key}.steps: must be ≥ 1")
-        if self.optim.lr <= 0 or self.optim.batch_size < 1:
-            raise UserError(f"config: {key}.optim: lr must be > 0 and batch_size ≥ 1")
 
 
 @dataclass
@@ -105,7 +98,7 @@ class TransferConfig:
     interventions: list = field(default_factory=list)
     """Names or mappings (``{name: reset-frozen, tau: 0.05}``) of: none, reset-frozen, head-reset,
     shrink-perturb, full-reset; parsed into ``Intervention`` items."""
-    seeds: list[int] | None = None
+    seeds: list[int] | None = field(default=None, metadata=bounds(ge=0, min_length=1))
     """One pre-training per seed, reused by every intervention and N; null = [source.seed]."""
 
 
@@ -190,8 +183,10 @@ def from_dict(raw: dict, base_dir: str | Path = ".") -> TransferConfig:
     source = _source(raw.get("source"), Path(base_dir), seeds is not None)
     target = build_section(TargetConfig, raw.get("target"), "target")
     interventions = _interventions(raw.get("interventions", ["none", "reset-frozen"]), "interventions")
-    return TransferConfig(source=source, target=target, interventions=interventions,
-                          seeds=list(seeds) if seeds is not None else [source.seed])
+    cfg = TransferConfig(source=source, target=target, interventions=interventions,
+                         seeds=list(seeds) if seeds is not None else [source.seed])
+    check_ranges(cfg, "")
+    return cfg
 
 
 def load_transfer_config(source: str | Path | dict, overrides: list[str] | None = None) -> TransferConfig:
