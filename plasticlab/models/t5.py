@@ -20,6 +20,7 @@ gains f. No Linear has a bias. Needs ``pip install plasticlab[language]``.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -58,6 +59,10 @@ class T5Spec:
     relative_buckets: int = field(default=32, metadata=bounds(ge=1))
     relative_max_distance: int = field(default=128, metadata=bounds(ge=1))
 
+    requires = (("transformers", "model t5 needs HuggingFace transformers: pip install 'plasticlab[language]'"),)
+    """(module, message) of each optional package a run of this model imports: a sweep checks them
+    before it starts any run (``plasticlab.sweep.driver.preflight``)."""
+
     def validate(self, key: str) -> None:
         if self.d_kv is None and self.d_model % self.heads:
             raise UserError(f"config: {key}.heads: {self.heads} does not divide d_model={self.d_model} "
@@ -74,7 +79,7 @@ def t5_config(spec: T5Spec, vocab: int):
     try:
         from transformers import T5Config
     except ImportError:
-        raise UserError("model t5 needs HuggingFace transformers: pip install 'plasticlab[language]'") from None
+        raise UserError(T5Spec.requires[0][1]) from None
     return T5Config(vocab_size=vocab, d_model=spec.d_model, d_kv=spec.d_kv or spec.d_model // spec.heads,
                     d_ff=spec.d_ff, num_layers=spec.layers, num_decoder_layers=spec.decoder_layers,
                     num_heads=spec.heads, dropout_rate=spec.dropout, feed_forward_proj=spec.activation,
@@ -100,6 +105,10 @@ class T5Seq2Seq(nn.Module):
 
         self.config = t5_config(spec, vocab)
         self.t5 = T5ForConditionalGeneration(self.config)
+        params = inspect.signature(T5ForConditionalGeneration.forward).parameters
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"
+        """The forward's key/value cache argument: ``cache`` where transformers has it (``past_key_values``
+        is deprecated there, to be removed in 5.40), ``past_key_values`` in the 5.x releases before it."""
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         dec_in = torch.cat([torch.full_like(y[:, :1], BOS), y[:, :-1]], dim=1)  # shift right
@@ -119,8 +128,8 @@ class T5Seq2Seq(nn.Module):
             cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         hidden, mask = memory
         out = self.t5(encoder_outputs=(hidden,), attention_mask=mask, decoder_input_ids=tokens,
-                      past_key_values=cache, use_cache=True)
-        return out.logits[:, -1], out.past_key_values
+                      use_cache=True, **{self.cache_arg: cache})
+        return out.logits[:, -1], out.cache if self.cache_arg == "cache" else out.past_key_values
 
     def reorder(self, cache, rows: torch.Tensor):
         cache.reorder_cache(rows)

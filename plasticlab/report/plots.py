@@ -3,11 +3,12 @@
 - ``curve_<measure>.png``: the measure at each task end (x = task), one line per group (mean over
   seeds) with a shaded 95% CI band (stats.mean_ci; no band where n = 1). With more than
   ``FACET_OVER`` groups and two or more grid keys there is one panel per value of the first key
-  (e.g. the environment), lines for the other keys in the same colours in every panel. Bands of
-  bounded measures (accuracies, BLEU, fractions) are clipped to [0, 1].
+  (e.g. the environment), lines for the other keys in the same colours in every panel. Bands are
+  clipped to the measure's range (``stats.measure_range``: accuracies, BLEU, fractions in [0, 1];
+  losses, norms, ranks ≥ 0).
 - ``diagnostics.png``: one panel per diagnostic, same encoding.
 - ``final_task.png``: one panel per primary measure, a bar per group at its final task with the
-  95% CI as an error bar.
+  95% CI (clipped the same way) as an error bar.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from plasticlab.report.tables import Group, label  # noqa: E402
 
 DPI = 110
 FACET_OVER = 6
-BOUNDED = ("_acc", "bleu2", "_exact", "_fraction")
 
 
 def _series(g: Group, measure: str) -> tuple[list[int], list[float], list[float], list[float]]:
@@ -49,8 +49,6 @@ def _draw_curves(ax, gs: list[Group], measure: str, labels: list[str] | None = N
         xs, ys, lo, hi = _series(g, measure)
         if not xs:
             continue
-        if measure.endswith(BOUNDED):
-            lo, hi = [max(0.0, v) for v in lo], [min(1.0, v) for v in hi]
         c = i if colors is None else colors[i]
         color = f"C{c % 10}"
         style = "-" if c < 10 else "--"
@@ -163,8 +161,8 @@ def final_bars(path: Path, gs: list[Group], measures: list[str], *, partial: boo
             heights = [0.0 if e.mean is None else e.mean for e in ests]
             ax.bar(range(len(gs)), heights, color=[f"C{i % 10}" for i in range(len(gs))])
             with_ci = [i for i, e in enumerate(ests) if e.half is not None]
-            if with_ci:
-                yerr = [ests[i].half for i in with_ci]
+            if with_ci:  # why: the ends are clipped to the measure's range, so the bar may be asymmetric
+                yerr = [[ests[i].mean - ests[i].low for i in with_ci], [ests[i].high - ests[i].mean for i in with_ci]]
                 ax.errorbar(with_ci, [heights[i] for i in with_ci], yerr=yerr, fmt="none", ecolor="k", capsize=3)
             ax.set_xticks(range(len(gs)), [g.name for g in gs], rotation=30, ha="right", fontsize=7)
             ax.set_ylabel(m)

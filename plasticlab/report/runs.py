@@ -4,7 +4,9 @@ A run directory holds ``config.yaml``, ``provenance.json`` (with ``status``) and
 ``metrics.jsonl`` (DESIGN.md). A sweep directory holds ``sweep.yaml``, ``runs.jsonl`` (one line
 per planned run: id, path, seed, grid point) and the run directories. Any other directory whose
 sub-directories are run directories is read as a collection: its group keys are the dotted config
-keys whose values differ between runs (``seed`` excluded).
+keys whose values differ between runs (``seed`` excluded). A folder with a ``config.yaml`` whose
+``provenance.json`` names another ``kind`` (a ``plasticlab transfer`` output: ``"kind": "transfer"``)
+is not a run: a collection skips it and everything under it.
 
 Reading is tolerant of work in progress: a half-written last line of ``metrics.jsonl`` or an
 unreadable ``provenance.json`` is skipped, and a planned run without a directory is ``pending``.
@@ -70,7 +72,18 @@ class Collection:
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file()
+    """A run directory: ``config.yaml``, and a ``provenance.json`` (if any) that names no other kind."""
+    return (path / "config.yaml").is_file() and output_kind(path) == "run"
+
+
+def output_kind(path: Path) -> str:
+    """``kind`` of ``path/provenance.json`` (``transfer`` for a transfer output); ``run`` when it names none."""
+    try:
+        prov = json.loads((path / "provenance.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return "run"  # why: a run being created (or a half-written file) is still a run
+    kind = prov.get("kind", "run") if isinstance(prov, dict) else "run"
+    return kind if isinstance(kind, str) and kind else "run"
 
 
 def read_status(run_dir: Path) -> str:
@@ -157,15 +170,21 @@ def load(path: str | Path) -> Collection:
     root = Path(path)
     if not root.is_dir():
         raise UserError(f"report: {root} is not a directory (give a run or sweep directory)")
+    if (root / "config.yaml").is_file() and (kind := output_kind(root)) != "run":
+        raise UserError(f"report: {root} is a {kind} output, not a run (its results are in results.csv and "
+                        "table.txt); give a run or sweep directory")
     if is_run_dir(root):
         return Collection("run", root, [], [load_run(root)])
     index = root / "runs.jsonl"
     if (root / "sweep.yaml").is_file() and index.is_file():
         return _load_sweep(root, index)
-    dirs = sorted(p for p in root.rglob("config.yaml") if len(p.relative_to(root).parts) <= 3)
+    found = sorted(p.parent for p in root.rglob("config.yaml") if len(p.relative_to(root).parts) <= 3)
+    others = [d for d in found if output_kind(d) != "run"]
+    dirs = [d for d in found if d not in others and not any(d.is_relative_to(o) for o in others)]
     if not dirs:
-        raise UserError(f"report: {root} holds no run (no config.yaml found); give a run or sweep directory")
-    runs = [load_run(p.parent, id=str(p.parent.relative_to(root))) for p in dirs]
+        raise UserError(f"report: {root} holds no run (no run directory with a config.yaml); "
+                        "give a run or sweep directory")
+    runs = [load_run(d, id=str(d.relative_to(root))) for d in dirs]
     keys = _varying_keys([r.config for r in runs])
     for r in runs:
         r.point = {k: get_dotted(r.config, k) for k in keys}

@@ -5,6 +5,9 @@ A group is a grid point minus the seed: runs whose grid values are equal. For a 
 (= tasks.count − 1 once the group is done). Tables report, per group and measure:
 - final task: the estimate (stats.mean_ci) over runs of the value at task T;
 - mean over tasks: the estimate over runs of each run's mean over tasks 0..T.
+
+Every estimate carries its measure's range (``stats.measure_range``), so its interval ends
+(``ci_low``/``ci_high``, plot bands, error bars) never leave it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from plasticlab.report.runs import Collection, RunData
-from plasticlab.report.stats import Estimate, mean_ci
+from plasticlab.report.stats import Estimate, mean_ci, measure_range
 from plasticlab.sweep.spec import text
 
 MEASURES = ["train_acc", "test_acc", "train_loss", "test_loss", "train_bleu2", "test_bleu2",
@@ -135,22 +138,23 @@ class Group:
         return sorted({t for r in self.runs for t in r.task_ends})
 
     def at_task(self, measure: str, task: int) -> Estimate:
-        return mean_ci([_num(r.task_ends[task].get(measure)) for r in self.runs if task in r.task_ends])
+        return mean_ci([_num(r.task_ends[task].get(measure)) for r in self.runs if task in r.task_ends],
+                       bounds=measure_range(measure))
 
     def final(self, measure: str) -> Estimate:
         t = self.final_task()
-        return Estimate(None, None, 0) if t is None else self.at_task(measure, t)
+        return Estimate(None, None, 0, measure_range(measure)) if t is None else self.at_task(measure, t)
 
     def mean_over_tasks(self, measure: str) -> Estimate:
         t_end = self.final_task()
         if t_end is None:
-            return Estimate(None, None, 0)
+            return Estimate(None, None, 0, measure_range(measure))
         per_run = []
         for r in self.with_data:
             xs = [_num(r.task_ends[t].get(measure)) for t in range(t_end + 1) if t in r.task_ends]
             xs = [x for x in xs if x is not None and math.isfinite(x)]
             per_run.append(sum(xs) / len(xs) if xs else None)
-        return mean_ci(per_run)
+        return mean_ci(per_run, bounds=measure_range(measure))
 
 
 def _num(v: Any) -> float | None:
@@ -178,7 +182,8 @@ def present(col: Collection, names: list[str] | None = None) -> list[str]:
 
 
 def fmt(e: Estimate, n_expected: int | None = None) -> str:
-    """``mean ± half`` to the half-width's 2nd significant digit, ``—`` if empty, ``(n=k)`` if k differs."""
+    """``mean ± half`` to the half-width's 2nd significant digit, ``mean [low, high]`` when the measure's
+    range clips the interval (a loss near 0: never a negative end), ``—`` if empty, ``(n=k)`` if k differs."""
     if e.mean is None:
         return "—"
     if e.half is None:
@@ -187,20 +192,22 @@ def fmt(e: Estimate, n_expected: int | None = None) -> str:
         text = f"{e.mean:.4g} ± 0"
     else:
         d = min(8, max(0, 1 - math.floor(math.log10(e.half))))  # two significant digits of the half-width
-        text = f"{e.mean:.{d}f} ± {e.half:.{d}f}"
+        text = f"{e.mean:.{d}f} [{e.low:.{d}f}, {e.high:.{d}f}]" if e.clipped else f"{e.mean:.{d}f} ± {e.half:.{d}f}"
     return text + (f" (n={e.n})" if n_expected is not None and e.n != n_expected else "")
 
 
 def table(col: Collection, gs: list[Group], measures: list[str], scope: str) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a markdown table: grid values, final task, n, one column per measure."""
-    header = [k.split(".")[-1] for k in col.keys] + ["task", "n"] + measures
+    """Header and rows of a markdown table: grid values, the final task (``scope="final"`` only: a mean
+    over tasks has no single task), n, one column per measure."""
+    final = scope == "final"
+    header = [k.split(".")[-1] for k in col.keys] + (["task"] if final else []) + ["n"] + measures
     rows = []
     for g in gs:
         t, planned = g.final_task(), g.planned_final()
         task = "—" if t is None else f"{t}" + (f" of {planned}" if planned is not None and t < planned else "")
         n = len(g.with_data)
-        cells = [fmt(g.final(m) if scope == "final" else g.mean_over_tasks(m), n) for m in measures]
-        rows.append([label(g.point.get(k)) for k in col.keys] + [task, str(n)] + cells)
+        cells = [fmt(g.final(m) if final else g.mean_over_tasks(m), n) for m in measures]
+        rows.append([label(g.point.get(k)) for k in col.keys] + ([task] if final else []) + [str(n)] + cells)
     return header, rows
 
 

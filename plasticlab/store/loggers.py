@@ -8,18 +8,31 @@ Scalars logged (nested ``layers`` flattened to ``layers/<layer>/<key>``):
 - ``epoch`` rows → ``epoch/<key>`` at global step = the row's ``step`` (optimiser steps so far);
 - ``task_end`` rows → ``task/<key>`` at step = the task index (the papers' x axis).
 
-Both are extras (``pip install 'plasticlab[loggers]'``); a missing package is a UserError.
+Both are extras (``pip install 'plasticlab[loggers]'``); a missing package is a UserError
+(``REQUIRES``, which a sweep also checks before it starts any run).
+
+``TaskLines`` follows a run's ``metrics.jsonl`` as it grows and prints one plain line per finished
+task: the progress of ``plasticlab run`` when stderr is not a terminal (batch logs, CI).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from plasticlab.registry import UserError
 
 Sink = Callable[[dict], None]
+
+REQUIRES = {
+    "tensorboard": ("tensorboard", "TensorBoard logging needs tensorboard: pip install 'plasticlab[loggers]'"),
+    "wandb": ("wandb", "W&B logging needs wandb: pip install 'plasticlab[loggers]'"),
+}
+"""``engine.loggers`` name → (module it imports, the one-line error when that module is missing)."""
 
 
 def tee(*sinks: Sink) -> Sink:
@@ -62,7 +75,7 @@ class TensorBoardSink:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise UserError("TensorBoard logging needs tensorboard: pip install 'plasticlab[loggers]'") from None
+            raise UserError(REQUIRES["tensorboard"][1]) from None
         self.writer = SummaryWriter(log_dir=str(log_dir))
 
     def __call__(self, row: dict) -> None:
@@ -94,7 +107,7 @@ class WandbSink:
         try:
             import wandb
         except ImportError:
-            raise UserError("W&B logging needs wandb: pip install 'plasticlab[loggers]'") from None
+            raise UserError(REQUIRES["wandb"][1]) from None
         self.run = wandb.init(project=project, dir=str(dir), config=config or {}, name=name, mode=mode)
         self.run.define_metric("task/*", step_metric="task/index")
         self.run.define_metric("epoch/*", step_metric="epoch/step")
@@ -119,3 +132,76 @@ def replay(run_dir: str | Path, sink: Sink) -> int:
     for row in rows:
         sink(row)
     return len(rows)
+
+
+class TaskLines:
+    """One plain line per finished task of the run in ``run_dir``, read from its growing ``metrics.jsonl``::
+
+        task 3/10 done  step 1200/4000  train_acc 0.9123  test_acc 0.8810
+
+    Call ``poll()`` whenever convenient (``plasticlab run`` does after every epoch row, and once at
+    the end): it reads only the bytes appended since the last call, and prints each ``task_end`` row
+    once. Tasks finished before this object was made (a resumed run) are not printed again.
+    """
+
+    def __init__(self, run_dir: str | Path, file: TextIO | None = None):
+        self.run_dir = Path(run_dir)
+        self.file = file
+        self.total_steps: int | None = None
+        """Steps of the whole run, when known (``plasticlab run`` sets it from its progress callback)."""
+        self.count: int | None = None
+        self.offset = 0
+        self.tail = b""
+        self.printed: set[int] = set()
+        self.feed(self._read(), show=False)
+
+    def _read(self) -> bytes:
+        path = self.run_dir / "metrics.jsonl"
+        try:
+            with open(path, "rb") as f:
+                size = f.seek(0, 2)
+                if size < self.offset:  # why: a resumed run cuts the file back to its checkpoint
+                    self.offset, self.tail = 0, b""
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return b""
+        self.offset += len(data)
+        return data
+
+    def feed(self, data: bytes, show: bool = True) -> None:
+        *lines, self.tail = (self.tail + data).split(b"\n")
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # why: a partial line after the file was cut back, or a foreign line
+            if isinstance(row, dict) and row.get("event") == "task_end" and isinstance(row.get("task"), int):
+                if row["task"] not in self.printed and show:
+                    print(self.line(row), file=self.file or sys.stderr, flush=True)
+                self.printed.add(row["task"])
+
+    def poll(self) -> None:
+        self.feed(self._read())
+
+    def line(self, row: dict) -> str:
+        if self.count is None:
+            self.count = self._count()
+        t = row["task"]
+        parts = [f"task {t + 1}/{self.count} done" if self.count else f"task {t + 1} done"]
+        if isinstance(row.get("step"), int):
+            parts.append(f"step {row['step']}" + (f"/{self.total_steps}" if self.total_steps else ""))
+        for key in ("train_acc", "test_acc"):
+            if isinstance(row.get(key), (int, float)):
+                parts.append(f"{key} {row[key]:.4f}")
+        return "  ".join(parts)
+
+    def _count(self) -> int | None:
+        import yaml
+
+        try:
+            cfg = yaml.safe_load((self.run_dir / "config.yaml").read_text())
+            count = cfg["tasks"]["count"]
+        except (OSError, yaml.YAMLError, TypeError, KeyError):
+            return 0
+        return count if isinstance(count, int) else 0

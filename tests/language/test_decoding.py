@@ -67,3 +67,22 @@ def test_batched_beams_do_not_mix_sources(trained):
     together, _ = beam_search(model, x[:6], beams=3, max_length=8)
     alone = torch.cat([beam_search(model, x[i : i + 1], beams=3, max_length=8)[0] for i in range(6)])
     assert torch.equal(together, alone)
+
+
+def test_decoding_uses_no_deprecated_transformers_argument(trained):
+    """transformers ≥ 5.2x renamed T5's ``past_key_values`` to ``cache`` (the old name warns, and goes in
+    5.40): decoding passes the name the installed version has, and both names decode the same."""
+    import warnings
+
+    model, x = trained
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        tokens, scores = beam_search(model, x, beams=2, max_length=8)
+    old, model.cache_arg = model.cache_arg, "past_key_values"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            old_tokens, old_scores = beam_search(model, x, beams=2, max_length=8)
+    finally:
+        model.cache_arg = old
+    assert torch.equal(tokens, old_tokens) and torch.allclose(scores, old_scores)

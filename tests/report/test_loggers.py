@@ -83,3 +83,35 @@ def test_engine_loggers_key_writes_tensorboard_events(tmp_path, tiny):
     d = plasticlab.run(None, overrides=tiny + ["engine.loggers=[tensorboard]"], out=tmp_path / "r")
     assert list((d / "tensorboard").glob("events.out.tfevents.*"))
     assert plasticlab.read_metrics(d, "task_end")
+
+
+def test_task_lines_follow_a_growing_run_once_per_task(tmp_path):
+    import io
+
+    from plasticlab.store.loggers import TaskLines
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("tasks: {count: 3}\n")
+    metrics = run / "metrics.jsonl"
+
+    def append(*rows, partial: str = ""):
+        with metrics.open("a") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows) + partial)
+
+    append({"event": "task_end", "task": 0, "step": 10, "train_acc": 0.5})  # finished before: a resumed run
+    out = io.StringIO()
+    lines = TaskLines(run, file=out)
+    lines.total_steps = 30
+    append(EPOCH, partial='{"event": "task_end", "task": 1, "st')  # a row being written
+    lines.poll()
+    assert out.getvalue() == ""
+    with metrics.open("a") as f:
+        f.write('ep": 20, "train_acc": 0.75, "test_acc": 0.5}\n')
+    lines.poll()
+    lines.poll()
+    assert out.getvalue() == "task 2/3 done  step 20/30  train_acc 0.7500  test_acc 0.5000\n"
+    metrics.write_text(metrics.read_text().splitlines(keepends=True)[0])  # a resume cuts back to its checkpoint
+    append({"event": "task_end", "task": 2, "step": 30, "train_acc": 1.0})
+    lines.poll()
+    assert out.getvalue().splitlines()[1:] == ["task 3/3 done  step 30/30  train_acc 1.0000"]
