@@ -201,6 +201,9 @@ class DiagnosticsConfig:
     """Random projections per input for the projection estimate."""
     gradients: bool = True
     """Also report mean |grad| of frozen, sparse and all weights on the probe batch."""
+    duplicate_eps: float = field(default=1e-3, metadata=bounds(ge=0, le=1))
+    """ε of duplicate_fraction: a unit is a duplicate when the cosine similarity of its incoming
+    weight vector (weights + bias) with another unit's of the same layer is ≥ 1 − duplicate_eps."""
 
 
 @dataclass

@@ -2,15 +2,17 @@
 
 Every definition (formula, source, departures) is in docs/diagnostics.md and in the docstring
 of the module that computes it: ``frozen`` (mutually frozen units, sparse weights, gradient
-evidence), ``sensitivity`` (input sensitivity), ``activity`` (dormant, dead), ``rank``
-(effective rank, srank, stable rank, norms). Diagnostics read the model and its unit map and
-never change them.
+evidence), ``sensitivity`` (input sensitivity), ``activity`` (dormant, dead, active), ``rank``
+(effective rank, srank, stable rank, feature norm, norms), ``params`` (distance from init,
+gradient sparsity, duplicate units). Diagnostics read the model and its unit map and never
+change them.
 
 Usage::
 
     units = plasticlab.units.build(model)
     idx = probe_indices(seed, task.n_train, cfg.diagnostics.probe_size, device)
-    row = measure(model, units, task.x_train[idx], task.y_train[idx], family.loss, cfg.diagnostics)
+    init = initial_params(model)  # θ₀, before training (for param_distance)
+    row = measure(model, units, task.x_train[idx], task.y_train[idx], family.loss, cfg.diagnostics, init=init)
     row["frozen_fraction"], row["layers"]["hidden0"]["dormant_fraction"]
 """
 
@@ -25,17 +27,19 @@ from torch import nn
 from plasticlab.config import DiagnosticsConfig
 from plasticlab.diagnostics.activity import capture, dead_mask, dormant_mask
 from plasticlab.diagnostics.frozen import frozen_mask, frozen_stats
-from plasticlab.diagnostics.rank import effective_rank, l2_norm, singular_values, srank, stable_rank
+from plasticlab.diagnostics.params import distance, duplicate_mask, initial_params, zero_fraction
+from plasticlab.diagnostics.rank import effective_rank, feature_norm, l2_norm, singular_values, srank, stable_rank
 from plasticlab.diagnostics.sensitivity import input_sensitivity
 from plasticlab.seeding import derived_seed, generator
 from plasticlab.units import UnitLayer
 
-__all__ = ["METRICS", "frozen_mask", "measure", "probe_indices"]
+__all__ = ["METRICS", "frozen_mask", "initial_params", "measure", "probe_indices"]
 
 METRICS = ("frozen_fraction", "frozen_weight_fraction", "sparse_fraction", "input_sensitivity",
-           "dormant_fraction", "dead_fraction", "effective_rank", "srank", "stable_rank",
-           "weight_norm", "grad_norm", "grad_frozen", "grad_sparse", "grad_all")
-"""Overall keys of ``measure`` (the grad_* three only when ``cfg.gradients``)."""
+           "dormant_fraction", "dead_fraction", "active_fraction", "duplicate_fraction",
+           "effective_rank", "srank", "stable_rank", "feature_norm",
+           "weight_norm", "param_distance", "grad_norm", "grad_sparsity", "grad_frozen", "grad_sparse", "grad_all")
+"""Overall keys of ``measure`` (grad_frozen, grad_sparse and grad_all only when ``cfg.gradients``)."""
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple]
 
@@ -49,7 +53,8 @@ def probe_indices(seed: int, n_train: int, size: int, device: torch.device | str
 
 
 def measure(model: nn.Module, units: list[UnitLayer], probe_x: torch.Tensor, probe_y: torch.Tensor,
-            loss_fn: LossFn, cfg: DiagnosticsConfig, *, generator: torch.Generator | None = None) -> dict:
+            loss_fn: LossFn, cfg: DiagnosticsConfig, *, generator: torch.Generator | None = None,
+            init: dict[str, torch.Tensor] | None = None) -> dict:
     """All diagnostics of ``model`` on the probe batch, as Python floats.
 
     Runs in eval mode, then restores the model's mode; leaves parameters, their ``.grad``,
@@ -64,16 +69,20 @@ def measure(model: nn.Module, units: list[UnitLayer], probe_x: torch.Tensor, pro
         loss_fn: ``loss_fn(model, x, y) -> (loss, correct, n)``, the task loss.
         cfg: thresholds and options (``plasticlab.config.DiagnosticsConfig``).
         generator: draws the projection vectors; default a fixed seed on the probe's device.
+        init: θ₀, the run's initial trainable parameters by name (``initial_params(model)`` before
+            step 0); ``param_distance`` is None without it.
 
     Returns:
         ``{metric: float | None, ..., "layers": {layer_name: {metric: float | None}}}`` with the
         overall keys of ``METRICS``; None where a value is undefined (e.g. ``grad_frozen`` with
-        no frozen weight).
+        no frozen weight, ``param_distance`` without ``init``).
+    Raises:
+        ValueError: ``init`` lacks a trainable parameter of ``model`` or has another shape.
     """
     was_training = model.training
     model.eval()
     try:
-        overall, layers = _measure(model, units, probe_x, probe_y, loss_fn, cfg, generator)
+        overall, layers = _measure(model, units, probe_x, probe_y, loss_fn, cfg, generator, init)
     finally:
         model.train(was_training)
     keys = [(None, k) for k in overall] + [(n, k) for n, d in layers.items() for k in d]
@@ -87,8 +96,9 @@ def measure(model: nn.Module, units: list[UnitLayer], probe_x: torch.Tensor, pro
     return out
 
 
-def _measure(model, units, x, y, loss_fn, cfg, gen):
-    params = [p for p in model.parameters() if p.requires_grad]
+def _measure(model, units, x, y, loss_fn, cfg, gen, init):
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
     with capture(units) as acts:
         loss = loss_fn(model, x, y)[0]
     grads = torch.autograd.grad(loss, params, allow_unused=True)  # why: never touches p.grad
@@ -103,23 +113,34 @@ def _measure(model, units, x, y, loss_fn, cfg, gen):
 
     overall, layers = frozen_stats(units, cfg.frozen_tau, by_id if cfg.gradients else None)
 
+    init_of = _init_by_id(named, init)
     n_units = sum(layer.count for layer in units)
-    n_dormant, n_dead = 0, 0
+    n_dormant, n_dead, n_active, n_dup = 0, 0, 0, 0
     for layer, st in zip(units, acts, strict=True):
         dormant, dead = dormant_mask(st.mean_abs(), cfg.dormant_tau), dead_mask(st.max_abs)
+        active, dup = st.active_share(), duplicate_mask(layer, cfg.duplicate_eps)
         n_dormant, n_dead = n_dormant + dormant.sum(), n_dead + dead.sum()
+        n_active, n_dup = n_active + active.sum(), n_dup + dup.sum()
+        w = weights[layer.name]
         layers[layer.name].update(
             dormant_fraction=dormant.double().mean(), dead_fraction=dead.double().mean(),
-            weight_norm=l2_norm(weights[layer.name]),
-            grad_norm=l2_norm([by_id[id(t)] for t in weights[layer.name] if id(t) in by_id]))
+            active_fraction=active.mean(), duplicate_fraction=dup.double().mean(),
+            weight_norm=l2_norm(w),
+            param_distance=_distance(w, init_of, x.device),
+            grad_norm=l2_norm([by_id[id(t)] for t in w if id(t) in by_id]))
     overall["dormant_fraction"] = n_dormant.double() / n_units
     overall["dead_fraction"] = n_dead.double() / n_units
+    overall["active_fraction"] = n_active / n_units
+    overall["duplicate_fraction"] = n_dup.double() / n_units
 
     with torch.no_grad():
         phi = model.features(x)
-    sv = singular_values(phi.reshape(-1, phi.shape[-1]))  # why: token features (B, L, D) → rows are positions
+    phi = phi.reshape(-1, phi.shape[-1])  # why: token features (B, L, D) → rows are positions
+    sv = singular_values(phi)
     overall.update(effective_rank=effective_rank(sv), srank=srank(sv), stable_rank=stable_rank(sv),
-                   weight_norm=l2_norm(list(model.parameters())), grad_norm=l2_norm(grads))
+                   feature_norm=feature_norm(phi),
+                   weight_norm=l2_norm(list(model.parameters())), param_distance=_distance(params, init_of, x.device),
+                   grad_norm=l2_norm(grads), grad_sparsity=zero_fraction(grads))
 
     embed = getattr(model, "sensitivity_inputs", None)
     z, fn = embed(x, y) if embed is not None else (x, model)
@@ -129,3 +150,24 @@ def _measure(model, units, x, y, loss_fn, cfg, gen):
     overall["input_sensitivity"] = input_sensitivity(fn, z, mode=cfg.sensitivity, projections=cfg.projections,
                                                      generator=gen)
     return overall, layers
+
+
+def _init_by_id(named: list[tuple[str, torch.Tensor]], init: dict[str, torch.Tensor] | None) -> dict | None:
+    """``{id(parameter): θ₀ of it}`` over the trainable parameters, or None without ``init``."""
+    if init is None:
+        return None
+    missing = [n for n, _ in named if n not in init]
+    if missing:
+        raise ValueError(f"init has no initial value for parameter(s) {', '.join(missing[:3])}"
+                         f"{' …' if len(missing) > 3 else ''} (build it with initial_params(model) before step 0)")
+    return {id(p): init[n] for n, p in named}
+
+
+def _distance(tensors: list[torch.Tensor], init_of: dict | None, device: torch.device) -> torch.Tensor:
+    """‖θ − θ₀‖₂ over ``tensors`` (those that are trainable parameters); NaN (→ None) without θ₀."""
+    if init_of is None:
+        return torch.full((), float("nan"), dtype=torch.float64, device=device)
+    kept = [t for t in tensors if id(t) in init_of]
+    if not kept:
+        return torch.zeros((), dtype=torch.float64, device=device)
+    return distance(kept, [init_of[id(t)] for t in kept])

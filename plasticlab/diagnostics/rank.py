@@ -1,4 +1,4 @@
-"""Ranks of the penultimate features Φ (N × D) and parameter/gradient norms.
+"""Ranks and norm of the penultimate features Φ (N × D), and parameter/gradient norms.
 
 With singular values σ_1 ≥ … ≥ σ_r of Φ (docs/diagnostics.md):
 
@@ -6,7 +6,9 @@ With singular values σ_1 ≥ … ≥ σ_r of Φ (docs/diagnostics.md):
     srank_δ        = min{k : Σ_{i≤k} σ_i ≥ (1−δ) Σ_i σ_i},  δ = 0.01    (Kumar et al. 2020)
     stable_rank    = ‖Φ‖²_F / ‖Φ‖²_2 = Σ σ_i² / σ_1²                   (Rudelson & Vershynin 2007)
 
-Φ is used as is (not centred). All three are 0 for Φ = 0.
+Φ is used as is (not centred). All three are 0 for Φ = 0. With φ_n the rows of Φ:
+
+    feature_norm   = (1/N) Σ_n ‖φ_n‖₂                                  (Plasticine, Yuan et al. 2025)
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ def stable_rank(sv: torch.Tensor) -> torch.Tensor:
     top = sv.max() ** 2
     ratio = (sv**2).sum() / top.clamp_min(torch.finfo(sv.dtype).tiny)
     return torch.where(top > 0, ratio, torch.zeros_like(top))
+
+
+def feature_norm(phi: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of the Euclidean row norm, (1/N) Σ_n ‖φ_n‖₂, in float64 (0-d tensor)."""
+    if phi.ndim != 2:
+        raise ValueError(f"expected an (N, D) feature matrix, got shape {tuple(phi.shape)}")
+    return torch.linalg.vector_norm(phi.detach().double(), dim=1).mean()
 
 
 def l2_norm(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -106,7 +106,7 @@ def diagnose(checkpoint: str | Path, *, config: str | Path | None = None, data_r
     doc = {"checkpoint": str(path), "run": str(run_dir), "step": step, "task": t, "probe_size": idx.numel()}
     doc.update(family.measure(model, current, cfg.engine.eval_batch_size))
     doc.update(measure(model, s.unit_map, current.x_train[idx], current.y_train[idx], family.loss,
-                       cfg.diagnostics))
+                       cfg.diagnostics, init=s.init_params))  # θ₀ rebuilt from the seed by setup
     target.parent.mkdir(parents=True, exist_ok=True)
     write_json(target, doc)
     doc["json"] = str(target)

@@ -72,6 +72,9 @@ class Setup:
     tasks: dict = field(default_factory=dict)
     compiled: dict = field(default_factory=dict)
     """Compiled step graphs built for this run, kept across ``loop.run`` calls (no recompiling)."""
+    init_params: dict | None = None
+    """θ₀ for the ``param_distance`` diagnostic: the model's trainable parameters as built here
+    (from the seed, or the given ``model``), before any checkpoint is loaded; None without diagnostics."""
 
     def task(self, t: int):
         """Task t, built on first use; only the tasks in use are kept."""
@@ -148,11 +151,12 @@ def setup(cfg: RunConfig, device: torch.device | None = None, *, base: object | 
     n_train = family.n_train(base) if hasattr(family, "n_train") else base.x_train.shape[0]
     schedule = build_schedule(cfg.environment, family.count, steps_per_epoch(n_train, cfg.optim.batch_size))
     env = registry.ENVIRONMENTS[cfg.environment.kind](classes=n_out, mode=cfg.environment.transition.mode)
-    probe_idx = None
+    probe_idx, init_params = None, None
     if cfg.diagnostics.every != "never":
         probe_idx = diagnostics.probe_indices(cfg.seed, n_train, cfg.diagnostics.probe_size, device)
+        init_params = diagnostics.initial_params(model)
     return Setup(cfg, device, base, family, model, optimizer, unit_map, methods, ctx, schedule, env, probe_idx,
-                 n_train, maybe_compile(family.loss, cfg.engine.compile))
+                 n_train, maybe_compile(family.loss, cfg.engine.compile), init_params=init_params)
 
 
 def setup_pack(cfgs: list[RunConfig], device: torch.device | None = None) -> list[Setup]:

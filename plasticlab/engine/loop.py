@@ -69,7 +69,8 @@ def measure_task(s: Setup, t: int) -> dict:
     s.model.train()
     if s.probe_idx is not None:
         px, py = task.x_train[s.probe_idx], task.y_train[s.probe_idx]
-        row.update(diagnostics.measure(s.model, s.unit_map, px, py, s.family.loss, s.cfg.diagnostics))
+        row.update(diagnostics.measure(s.model, s.unit_map, px, py, s.family.loss, s.cfg.diagnostics,
+                                       init=s.init_params))
     return row
 
 

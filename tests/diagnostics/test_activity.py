@@ -1,10 +1,18 @@
-"""Dormant and dead units on planted activations."""
+"""Dormant, dead and active units on planted activations."""
 
 import pytest
 import torch
 from torch import nn
 
-from plasticlab.diagnostics.activity import capture, dead_fraction, dead_mask, dormant_fraction, dormant_mask
+from plasticlab.diagnostics.activity import (
+    ActivationStats,
+    active_fraction,
+    capture,
+    dead_fraction,
+    dead_mask,
+    dormant_fraction,
+    dormant_mask,
+)
 from plasticlab.units import UnitLayer
 
 
@@ -75,3 +83,27 @@ def test_shared_activation_module_is_rejected():
     with pytest.raises(TypeError, match="share"):
         with capture([layer_of(act, 2), layer_of(act, 2)]):
             pass
+
+
+def test_active_share_on_planted_activations():
+    """Non-zero entries per unit: [4, 2, 1, 0] of 4 rows (a negative value is non-zero, hence active)."""
+    act = nn.Identity()
+    with capture([layer_of(act, 4)]) as (st,):
+        act(planted_activations()[:2])  # two forwards accumulate
+        act(planted_activations()[2:])
+    assert st.active_share().tolist() == [1.0, 0.5, 0.25, 0.0]
+    assert active_fraction(st.active_share()).item() == 1.75 / 4
+    assert (st.active_share() == 0).tolist() == dead_mask(st.max_abs).tolist()  # dead ⇔ never active
+
+
+def test_active_share_counts_positions():
+    h = torch.zeros(2, 3, 4, 4)  # channel 0 everywhere, channel 1 at one pixel of one image, channel 2 never
+    h[:, 0] = 1.0
+    h[1, 1, 2, 3] = 5.0
+    act = nn.Identity()
+    with capture([layer_of(act, 3, act_dim=1)]) as (st,):
+        act(h)
+    assert st.active_share().tolist() == pytest.approx([1.0, 1 / 32, 0.0])
+    assert active_fraction(st.active_share()).item() == pytest.approx((1 + 1 / 32) / 3)
+    with pytest.raises(RuntimeError, match="no activations"):
+        ActivationStats().active_share()

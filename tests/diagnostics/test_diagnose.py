@@ -28,6 +28,7 @@ def test_checkpoint_reproduces_last_task_end_row(run_dir, tmp_path):
     assert (doc["task"], doc["step"], doc["probe_size"]) == (1, row["step"], 64)
     for k in (*METRICS, "train_acc", "test_acc"):
         assert doc[k] == row[k], k
+    assert doc["param_distance"] > 0  # θ₀ rebuilt from the seed, not from the checkpoint
     assert doc["layers"] == row["layers"]
     saved = json.loads((tmp_path / "d.json").read_text())
     assert saved["frozen_fraction"] == doc["frozen_fraction"] and saved["layers"] == doc["layers"]

@@ -66,14 +66,17 @@ def test_keys_types_and_layers():
     r = measure(model, build(model), x, y, classification_loss, DiagnosticsConfig())
     assert set(r) == set(METRICS) | {"layers"}
     assert list(r["layers"]) == ["hidden0", "hidden1"]
-    assert all(isinstance(v, float) for k, v in r.items() if k not in ("layers", "grad_frozen"))
+    assert all(isinstance(v, float) for k, v in r.items() if k not in ("layers", "grad_frozen", "param_distance"))
     assert r["grad_frozen"] is None  # no frozen weight at init
+    assert r["param_distance"] is None  # no θ₀ given
+    assert set(r["layers"]["hidden0"]) >= {"active_fraction", "duplicate_fraction", "param_distance"}
     norm = math.sqrt(sum(p.detach().pow(2).sum().item() for p in model.parameters()))
     assert r["weight_norm"] == pytest.approx(norm)
     w1 = model.linears[1].weight.norm().item()
     assert r["layers"]["hidden1"]["weight_norm"] == pytest.approx(w1, rel=1e-6)
     r = measure(model, build(model), x, y, classification_loss, DiagnosticsConfig(gradients=False))
     assert "grad_frozen" not in r and "grad_all" not in r["layers"]["hidden0"] and "grad_norm" in r
+    assert "grad_sparsity" in r  # like grad_norm, from the gradient measure always takes
 
 
 def test_planted_dead_unit_and_known_grad_norm():
@@ -126,6 +129,45 @@ def test_rank_of_penultimate_features_and_linear_sensitivity():
     assert r["effective_rank"] == pytest.approx(math.exp(-(p * p.log()).sum().item()), rel=1e-5)
     expected = torch.linalg.matrix_norm(model.head.weight @ model.inner.weight).item()
     assert r["input_sensitivity"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_active_fraction_and_feature_norm_of_a_known_relu_net():
+    """hidden0 = relu(x) (4 units), hidden1 = relu(hidden0[:, :2]) (2 units) = the features: the
+    active shares and feature norms follow from the signs and values of x."""
+
+    class TwoRelu(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l0, self.a0 = nn.Linear(4, 4, bias=False), nn.ReLU()
+            self.l1, self.a1 = nn.Linear(4, 2, bias=False), nn.ReLU()
+            self.head = nn.Linear(2, 3)
+            with torch.no_grad():
+                self.l0.weight.copy_(torch.eye(4))
+                self.l1.weight.copy_(torch.eye(2, 4))
+
+        def features(self, x):
+            return self.a1(self.l1(self.a0(self.l0(x))))
+
+        def forward(self, x):
+            return self.head(self.features(x))
+
+        def unit_layers(self):
+            from plasticlab.units import UnitLayer
+
+            return [UnitLayer("hidden0", 4, linear_slices(self.l0, 0), linear_slices(self.l1, 1), self.a0),
+                    UnitLayer("hidden1", 2, linear_slices(self.l1, 0), linear_slices(self.head, 1), self.a1)]
+
+    x = torch.tensor([[1.0, -1, 2, -2], [1, -1, 1, 1], [2, 3, -1, -1], [-1, 2, 0, 1],
+                      [1, 1, 1, 1], [-1, -1, -1, -1], [0.5, -2, 3, -1], [-3, 4, -1, 2]])
+    y = torch.zeros(8, dtype=torch.long)
+    model = TwoRelu()
+    r = measure(model, build(model), x, y, classification_loss, DiagnosticsConfig())
+    assert r["layers"]["hidden0"]["active_fraction"] == 17 / 32  # positive entries of x (0 is inactive)
+    assert r["layers"]["hidden1"]["active_fraction"] == 9 / 16  # positive entries of x[:, :2]
+    assert r["active_fraction"] == pytest.approx((4 * 17 / 32 + 2 * 9 / 16) / 6)  # weighted by unit count
+    norms = [1, 1, math.sqrt(13), 2, math.sqrt(2), 0, 0.5, 4]  # ‖relu(x[n, :2])‖
+    assert r["feature_norm"] == pytest.approx(sum(norms) / 8)
+    assert r["dead_fraction"] == 0.0 and r["duplicate_fraction"] == 0.0
 
 
 def test_measure_leaves_the_model_untouched():

@@ -1,11 +1,11 @@
-"""Ranks on matrices with known singular values, and norms."""
+"""Ranks on matrices with known singular values, the feature norm, and norms."""
 
 import math
 
 import pytest
 import torch
 
-from plasticlab.diagnostics.rank import effective_rank, l2_norm, singular_values, srank, stable_rank
+from plasticlab.diagnostics.rank import effective_rank, feature_norm, l2_norm, singular_values, srank, stable_rank
 
 
 def with_singular_values(s: list[float], n: int = 40, d: int = 12, seed: int = 0) -> torch.Tensor:
@@ -52,3 +52,11 @@ def test_l2_norm():
     assert l2_norm([torch.tensor([3.0]), torch.tensor([[4.0, 0.0]])]).item() == pytest.approx(5.0)
     assert l2_norm([]).item() == 0.0
     assert math.isclose(l2_norm([torch.ones(100)]).item(), 10.0)
+
+
+def test_feature_norm_is_the_mean_row_norm():
+    phi = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, -2.0, 0.0]])
+    assert feature_norm(phi).item() == pytest.approx((5 + 0 + 1 + 2) / 4)  # not ‖Φ‖_F / N, not ‖mean φ‖
+    assert feature_norm(torch.zeros(5, 3)).item() == 0.0
+    with pytest.raises(ValueError, match="feature matrix"):
+        feature_norm(torch.zeros(2, 3, 4))
