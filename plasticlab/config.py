@@ -204,6 +204,14 @@ class DiagnosticsConfig:
     duplicate_eps: float = field(default=1e-3, metadata=bounds(ge=0, le=1))
     """ε of duplicate_fraction: a unit is a duplicate when the cosine similarity of its incoming
     weight vector (weights + bias) with another unit's of the same layer is ≥ 1 − duplicate_eps."""
+    past_tasks: int = field(default=0, metadata=bounds(ge=0))
+    """Forgetting: at each task end also measure up to N earlier tasks (all when t ≤ N, else N
+    evenly spaced ones including task 0 and t − 1): past_task_acc, mean_past_acc. 0 = off."""
+    sharpness: int = field(default=0, metadata=bounds(ge=0))
+    """Power-iteration steps for the top Hessian eigenvalue of the probe-batch loss. 0 = off."""
+    probe_steps: int = field(default=0, metadata=bounds(ge=0))
+    """Plasticity probe: at each task end train a copy of the model, and a fresh initialisation,
+    for N steps on an unseen task of the family: probe_acc, probe_fresh_acc, probe_gap. 0 = off."""
 
 
 @dataclass

@@ -4,8 +4,10 @@ Every definition (formula, source, departures) is in docs/diagnostics.md and in 
 of the module that computes it: ``frozen`` (mutually frozen units, sparse weights, gradient
 evidence), ``sensitivity`` (input sensitivity), ``activity`` (dormant, dead, active), ``rank``
 (effective rank, srank, stable rank, feature norm, norms), ``params`` (distance from init,
-gradient sparsity, duplicate units). Diagnostics read the model and its unit map and never
-change them.
+gradient sparsity, duplicate units), ``sharpness`` (top Hessian eigenvalue, off by default). Two
+task-end diagnostics that rebuild or train other tasks, also off by default, are called by the
+engine at task ends: ``forgetting`` (accuracy on earlier tasks) and ``probe`` (plasticity probe).
+Diagnostics read the model and its unit map and never change them.
 
 Usage::
 
@@ -30,16 +32,25 @@ from plasticlab.diagnostics.frozen import frozen_mask, frozen_stats
 from plasticlab.diagnostics.params import distance, duplicate_mask, initial_params, zero_fraction
 from plasticlab.diagnostics.rank import effective_rank, feature_norm, l2_norm, singular_values, srank, stable_rank
 from plasticlab.diagnostics.sensitivity import input_sensitivity
+from plasticlab.diagnostics.sharpness import top_hessian_eigenvalue
 from plasticlab.seeding import derived_seed, generator
 from plasticlab.units import UnitLayer
 
-__all__ = ["METRICS", "frozen_mask", "initial_params", "measure", "probe_indices"]
+__all__ = ["METRICS", "OPTIONAL", "frozen_mask", "initial_params", "measure", "probe_indices"]
 
 METRICS = ("frozen_fraction", "frozen_weight_fraction", "sparse_fraction", "input_sensitivity",
            "dormant_fraction", "dead_fraction", "active_fraction", "duplicate_fraction",
            "effective_rank", "srank", "stable_rank", "feature_norm",
            "weight_norm", "param_distance", "grad_norm", "grad_sparsity", "grad_frozen", "grad_sparse", "grad_all")
 """Overall keys of ``measure`` (grad_frozen, grad_sparse and grad_all only when ``cfg.gradients``)."""
+
+OPTIONAL = {"sharpness": "sharpness",
+            "past_task_acc": "past_tasks", "mean_past_acc": "past_tasks",
+            "probe_acc": "probe_steps", "probe_fresh_acc": "probe_steps", "probe_gap": "probe_steps"}
+"""Keys that are off by default, with the ``diagnostics`` config key that switches each on (> 0).
+``sharpness`` is a key of ``measure`` (so of every diagnostics row); the others are added to
+``task_end`` rows only (``engine.loop.measure_task``): ``past_task_acc`` is a mapping
+{"j": accuracy} (``diagnostics.forgetting``), the probe keys come from ``diagnostics.probe``."""
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple]
 
@@ -74,8 +85,9 @@ def measure(model: nn.Module, units: list[UnitLayer], probe_x: torch.Tensor, pro
 
     Returns:
         ``{metric: float | None, ..., "layers": {layer_name: {metric: float | None}}}`` with the
-        overall keys of ``METRICS``; None where a value is undefined (e.g. ``grad_frozen`` with
-        no frozen weight, ``param_distance`` without ``init``).
+        overall keys of ``METRICS`` (and ``sharpness`` when ``cfg.sharpness`` > 0); None where a
+        value is undefined (e.g. ``grad_frozen`` with no frozen weight, ``param_distance`` without
+        ``init``).
     Raises:
         ValueError: ``init`` lacks a trainable parameter of ``model`` or has another shape.
     """
@@ -149,6 +161,8 @@ def _measure(model, units, x, y, loss_fn, cfg, gen, init):
         gen.manual_seed(derived_seed("diagnostics", "projections"))
     overall["input_sensitivity"] = input_sensitivity(fn, z, mode=cfg.sensitivity, projections=cfg.projections,
                                                      generator=gen)
+    if cfg.sharpness:
+        overall["sharpness"] = top_hessian_eigenvalue(lambda: loss_fn(model, x, y)[0], params, cfg.sharpness)
     return overall, layers
 
 

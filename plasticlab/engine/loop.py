@@ -21,6 +21,8 @@ import torch
 
 from plasticlab import diagnostics
 from plasticlab.augment import augment
+from plasticlab.diagnostics.forgetting import past_task_acc
+from plasticlab.diagnostics.probe import plasticity_probe
 from plasticlab.engine.build import Setup, pick_device, setup, setup_pack  # noqa: F401  (re-exported: the engine's API)
 from plasticlab.engine.steps import choose_step, train_step  # noqa: F401
 from plasticlab.registry import Interrupted
@@ -61,8 +63,13 @@ def batch(s: Setup, phase, old, new, step: int, cache: dict) -> tuple[torch.Tens
     return x, target
 
 
-def measure_task(s: Setup, t: int) -> dict:
-    """Measures of task t on its whole training and test sets, then the diagnostics."""
+def measure_task(s: Setup, t: int, end: bool = False) -> dict:
+    """Measures of task t on its whole training and test sets, then the diagnostics.
+
+    With ``end`` (the ``task_end`` row) also the task-end diagnostics that are switched on:
+    forgetting (``diagnostics.past_tasks``) and the plasticity probe (``diagnostics.probe_steps``).
+    Neither changes the run's model, optimiser or RNG state.
+    """
     task = s.task(t)
     s.model.eval()
     row = s.family.measure(s.model, task, s.cfg.engine.eval_batch_size)
@@ -71,6 +78,11 @@ def measure_task(s: Setup, t: int) -> dict:
         px, py = task.x_train[s.probe_idx], task.y_train[s.probe_idx]
         row.update(diagnostics.measure(s.model, s.unit_map, px, py, s.family.loss, s.cfg.diagnostics,
                                        init=s.init_params))
+    d = s.cfg.diagnostics
+    if end and d.past_tasks:
+        row.update(past_task_acc(s.model, s.family, s.base, s.cfg.seed, t, d.past_tasks, s.cfg.engine.eval_batch_size))
+    if end and d.probe_steps:
+        row.update(plasticity_probe(s, t, setup, run))
     return row
 
 
@@ -160,7 +172,7 @@ def run(members: list[Setup], sinks: list[Sink], *, saves: list[Callable[[dict],
                     for m in s.methods:
                         m.on_task_end(t)
                     sinks[k]({"event": "task_end", "task": t, "step": phase.end, "phase": "task",
-                              **measure_task(s, t)})
+                              **measure_task(s, t, end=True)})
                     if saves[k]:
                         saves[k](state_of(s, phase.end, acc[k], rows[k]))
     finally:
