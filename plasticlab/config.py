@@ -212,6 +212,9 @@ class DiagnosticsConfig:
     probe_steps: int = field(default=0, metadata=bounds(ge=0))
     """Plasticity probe: at each task end train a copy of the model, and a fresh initialisation,
     for N steps on an unseen task of the family: probe_acc, probe_fresh_acc, probe_gap. 0 = off."""
+    online_every: int = field(default=0, metadata=bounds(ge=0))
+    """Online plasticity: every N steps, 1 − loss after / loss before the update on its own batch,
+    averaged over the task (online_plasticity in task_end rows). 0 = off."""
 
 
 @dataclass

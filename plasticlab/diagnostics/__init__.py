@@ -46,7 +46,8 @@ METRICS = ("frozen_fraction", "frozen_weight_fraction", "sparse_fraction", "inpu
 
 OPTIONAL = {"sharpness": "sharpness",
             "past_task_acc": "past_tasks", "mean_past_acc": "past_tasks",
-            "probe_acc": "probe_steps", "probe_fresh_acc": "probe_steps", "probe_gap": "probe_steps"}
+            "probe_acc": "probe_steps", "probe_fresh_acc": "probe_steps", "probe_gap": "probe_steps",
+            "online_plasticity": "online_every"}
 """Keys that are off by default, with the ``diagnostics`` config key that switches each on (> 0).
 ``sharpness`` is a key of ``measure`` (so of every diagnostics row); the others are added to
 ``task_end`` rows only (``engine.loop.measure_task``): ``past_task_acc`` is a mapping

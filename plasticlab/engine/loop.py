@@ -21,8 +21,10 @@ import torch
 
 from plasticlab import diagnostics
 from plasticlab.augment import augment
+from plasticlab.diagnostics import online
 from plasticlab.diagnostics.forgetting import past_task_acc
 from plasticlab.diagnostics.probe import plasticity_probe
+from plasticlab.engine.accel import autocast
 from plasticlab.engine.build import Setup, pick_device, setup, setup_pack  # noqa: F401  (re-exported: the engine's API)
 from plasticlab.engine.steps import choose_step, train_step  # noqa: F401
 from plasticlab.registry import Interrupted
@@ -61,6 +63,11 @@ def batch(s: Setup, phase, old, new, step: int, cache: dict) -> tuple[torch.Tens
     if s.cfg.engine.channels_last and x.ndim == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, target
+
+
+def batch_loss(s: Setup, b: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The task loss of member ``s``'s batch ``b`` in eval mode (online plasticity), on the device."""
+    return online.batch_loss(s, *b, autocast(s.cfg.engine.precision, s.device))
 
 
 def measure_task(s: Setup, t: int, end: bool = False) -> dict:
@@ -118,6 +125,7 @@ def run(members: list[Setup], sinks: list[Sink], *, saves: list[Callable[[dict],
     live = [k for k in range(kk)]
     caches: list[dict] = [{} for _ in members]
     every = [s.cfg.diagnostics.every if isinstance(s.cfg.diagnostics.every, int) else 0 for s in members]
+    online_every = [s.cfg.diagnostics.online_every for s in members]
     ckpt_every = [s.cfg.engine.checkpoint_every for s in members]
 
     def interrupt(at: int) -> None:
@@ -146,8 +154,13 @@ def run(members: list[Setup], sinks: list[Sink], *, saves: list[Callable[[dict],
             for step in range(first, phase.end):
                 if stop is not None and step > first and stop():
                     interrupt(step)
-                step_fn([batch(s, phase, o, n, step, c) for s, o, n, c in zip(members, olds, news, caches,
-                                                                            strict=True)], step, acc)
+                batches = [batch(s, phase, o, n, step, c) for s, o, n, c in zip(members, olds, news, caches,
+                                                                                strict=True)]
+                watched = [k for k in live if online_every[k] and step % online_every[k] == 0]
+                before = [batch_loss(members[k], batches[k]) for k in watched]
+                step_fn(batches, step, acc)
+                for k, b in zip(watched, before, strict=True):
+                    online.add(rows[k], b, batch_loss(members[k], batches[k]))
                 done = step + 1
                 for r in rows:
                     r["steps"] += 1
@@ -171,8 +184,9 @@ def run(members: list[Setup], sinks: list[Sink], *, saves: list[Callable[[dict],
                     s = members[k]
                     for m in s.methods:
                         m.on_task_end(t)
+                    ends = online.value(rows[k]) if online_every[k] else {}
                     sinks[k]({"event": "task_end", "task": t, "step": phase.end, "phase": "task",
-                              **measure_task(s, t, end=True)})
+                              **measure_task(s, t, end=True), **ends})
                     if saves[k]:
                         saves[k](state_of(s, phase.end, acc[k], rows[k]))
     finally:
