@@ -6,6 +6,7 @@ Parse, dispatch, print; nothing else. Errors a user can cause are one line on st
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -49,7 +50,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         if a.out is not None or a.resume is True:
             raise UserError("--resume takes the run directory itself: plasticlab run --resume DIR (without --out)")
         out = a.resume
-    bar = None
+    bar = lines = None
     progress = None
     if not a.quiet and sys.stderr.isatty():
         from tqdm import tqdm
@@ -60,6 +61,16 @@ def cmd_run(a: argparse.Namespace) -> int:
                 bar = tqdm(total=total, unit="step", dynamic_ncols=True)
             bar.n = step
             bar.set_postfix_str(f"task {task}", refresh=True)
+    elif not a.quiet:  # why: off a terminal (batch logs, CI) a \r-refreshed bar is noise: one line per task
+        from plasticlab.api import default_out
+        from plasticlab.store.loggers import TaskLines
+
+        out = out if out is not None else default_out(resolve(a.config, a.set))
+        lines = TaskLines(out)
+
+        def progress(step: int, total: int, task: int) -> None:
+            lines.total_steps = total
+            lines.poll()
 
     try:
         run_dir = run(a.config, overrides=a.set, out=out, device=a.device, resume=a.resume is not None,
@@ -67,6 +78,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+        if lines is not None:
+            lines.poll()
     status = read_json(Path(run_dir) / "provenance.json").get("status")
     if not a.quiet:
         print(task_table(read_metrics(run_dir, "task_end")))
@@ -79,6 +92,7 @@ def cmd_data(a: argparse.Namespace) -> int:
 
     if a.action == "list":
         rows = fetching.list_rows(a.root)
+        print(f"{'name':<16} {'status':<9} {'path'}  description")
         for r in rows:
             print(f"{r['name']:<16} {r['status']:<9} {r['path']}  {r.get('description', '')}")
         return 0
@@ -97,7 +111,8 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
     options = dict(executor=a.executor, workers=a.workers, address=a.address, out=a.out,
                    cpus_per_run=a.cpus_per_run, gpus_per_run=a.gpus_per_run, max_retries=a.max_retries,
-                   retry_failed=not a.no_retry_failed, progress=not a.quiet, pack=a.pack)
+                   retry_failed=not a.no_retry_failed, progress=not a.quiet, pack=a.pack,
+                   slurm={k[6:]: v for k, v in vars(a).items() if k.startswith("slurm_") and v is not None})
     name = recipes.parse_ref(a.sweep)
     if name is not None:
         root = recipes.run(name, profile=a.profile, report=a.report, **options)
@@ -163,19 +178,33 @@ def parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("sweep", help="many runs from a grid (base, grid, seeds); re-run to resume")
     w.add_argument("sweep", help="sweep file, or recipe:NAME for a packaged recipe")
-    w.add_argument("--executor", choices=["local", "process", "ray"], default="local")
+    w.add_argument("--executor", choices=["local", "process", "ray", "slurm"], default="local",
+                   help="where runs execute: local (this process, one by one), process (a pool of --workers), "
+                        "ray, slurm (default: local)")
     w.add_argument("--workers", type=int, help="process pool size / CPUs of a local Ray (default: all cores)")
     w.add_argument("--address", help="Ray cluster to join (ray only): auto or HOST:PORT")
     w.add_argument("--out", help="sweep directory (default: sweeps/<sweep file name>)")
-    w.add_argument("--cpus-per-run", type=float, default=1)
-    w.add_argument("--gpus-per-run", type=float, default=0)
+    w.add_argument("--cpus-per-run", type=float, default=1, help="CPUs each Ray task declares, also its torch "
+                   "threads (ray only; default 1)")
+    w.add_argument("--gpus-per-run", type=float, default=0, help="GPUs each Ray task declares (ray only; default 0)")
     w.add_argument("--max-retries", type=int, default=1, help="Ray retries of a failed run")
     w.add_argument("--no-retry-failed", action="store_true", help="leave runs that failed before")
     w.add_argument("--pack", type=int, default=1, metavar="K",
                    help="train up to K compatible grid points as one batched model (MLP families)")
+    for flag, kind, var, what in (("partition", str, "NAME", "Slurm partition"),
+                                  ("time", int, "MIN", "minutes per Slurm task (default 60)"),
+                                  ("mem", float, "GB", "memory per Slurm task"),
+                                  ("cpus", int, "N", "CPUs per Slurm task (default 1)"),
+                                  ("gpus", int, "N", "GPUs per Slurm task (default 0)"),
+                                  ("array", int, "N", "at most N Slurm tasks at once")):
+        w.add_argument(f"--slurm-{flag}", type=kind, metavar=var, help=f"{what}; sweep file: slurm: {{{flag}: {var}}}")
+    w.add_argument("--slurm-extra", action="append", metavar="KEY=VALUE", help="another sbatch option (repeatable)")
+    w.add_argument("--slurm-local", action="store_true", default=None,
+                   help="run the Slurm tasks on this machine (automatic when sbatch is not on PATH)")
     w.add_argument("--profile", default="quick", help="recipe profile: quick (CPU, minutes) or paper")
     w.add_argument("--report", action="store_true", help="write the report when the sweep ends")
-    w.add_argument("--quiet", action="store_true")
+    w.add_argument("--quiet", action="store_true",
+                   help="no progress display or per-run lines (the first line and the summary remain)")
     w.set_defaults(fn=cmd_sweep)
 
     rp = sub.add_parser("report", help="tables (mean ± 95%% CI over seeds) and plots for a run or a sweep")
@@ -215,7 +244,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        sys.stdout.flush()  # why: a closed pipe shows up here, inside the handler below, not at exit
+        return code
+    except BrokenPipeError:
+        # why: `plasticlab recipes list | head -1` closes our stdout early; end quietly like other tools.
+        # stdout goes to devnull so the interpreter's own flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + getattr(signal, "SIGPIPE", 13)
     except UserError as e:
         print(f"plasticlab: error: {e}", file=sys.stderr)
         return 2

@@ -127,3 +127,62 @@ def test_help_imports_no_torch():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_output_closed_early_ends_quietly():
+    """``plasticlab recipes list | head -1``: the reader goes away; no BrokenPipeError traceback."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written (deterministic)
+    r = subprocess.run([sys.executable, "-m", "plasticlab", "recipes", "list"], stdout=write, stderr=subprocess.PIPE,
+                       text=True, env=env, timeout=120)
+    os.close(write)
+    assert r.stderr == "" and r.returncode == 141, r.stderr
+    shell = subprocess.run(f"'{sys.executable}' -m plasticlab recipes list | head -1", shell=True, capture_output=True,
+                           text=True, env=env, timeout=120)
+    assert shell.stdout.count("\n") == 1 and shell.stderr == "", shell.stderr
+
+
+def test_version_imports_no_torch():
+    code = ("import sys, contextlib, io\nfrom plasticlab.cli import main\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "    main(['--version'])\n"
+            "assert out.getvalue().startswith('plasticlab '), out.getvalue()\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def test_data_list_has_a_header():
+    first = cli("data", "list").stdout.splitlines()[0].split()
+    assert first[:3] == ["name", "status", "path"]
+
+
+def test_every_sweep_flag_has_help():
+    from plasticlab.cli import parser
+
+    sub = next(a for a in parser()._actions if a.dest == "command")
+    sweep = sub.choices["sweep"]
+    missing = [a.option_strings or a.dest for a in sweep._actions if not a.help]
+    assert not missing
+
+
+def test_run_off_a_terminal_prints_one_line_per_task(tmp_path, tiny):
+    r = cli("run", *[x for s in tiny for x in ("--set", s)], "--out", str(tmp_path / "run"))
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("task ")]
+    assert [line.split()[:3] for line in lines] == [["task", f"{t}/3", "done"] for t in (1, 2, 3)]
+    step, total = lines[-1].split()[4].split("/")
+    assert step == total and "train_acc" in lines[0]
+
+
+def test_sweep_with_a_missing_dataset_is_one_line_and_starts_no_run(tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"base: {{data: {{name: mnist, root: {tmp_path / 'data'}}}, tasks: {{count: 2}}}}\n"
+                     "grid: {optim.lr: [0.1, 0.01]}\nseeds: [0, 1, 2]\n")
+    r = cli("sweep", str(sweep), "--out", str(tmp_path / "sw"))
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert "6 of 6 runs cannot start" in r.stderr and "plasticlab data fetch mnist" in r.stderr
+    assert not (tmp_path / "sw").exists()

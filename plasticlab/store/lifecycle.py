@@ -10,7 +10,7 @@ A run directory goes through::
   kernel drops the lock when the process dies, so a killed run never leaves it stuck.
 * **Status repair**: a run whose checkpoint says it finished (killed after its last checkpoint,
   before ``provenance.json`` said so) is marked ``done`` when opened again.
-* **Stop on signals**: ``graceful_stop()`` turns SIGINT/SIGTERM into a flag the loop polls
+* **Stop on signals**: ``graceful_stop()`` turns SIGINT/SIGTERM/SIGUSR2 into a flag the loop polls
   between steps; the run then writes a checkpoint and ends ``interrupted`` (resumable).
 
 Everything here is files and processes; no nn code, no config parsing.
@@ -197,8 +197,13 @@ class RunDirectory:
             self.unlock()
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+"""Signals ``graceful_stop`` turns into a stop. SIGUSR2 is what submitit (``--executor slurm``) and
+``sbatch --signal=USR2@SECONDS`` send before a time limit or a preemption."""
+
+
 class StopFlag:
-    """Set by SIGINT/SIGTERM inside ``graceful_stop``; the loop polls it between steps."""
+    """Set by a stop signal (``STOP_SIGNALS``) inside ``graceful_stop``; the loop polls it between steps."""
 
     def __init__(self):
         self.signum: int | None = None
@@ -214,7 +219,7 @@ class StopFlag:
 
 @contextlib.contextmanager
 def graceful_stop(on_signal=None) -> Iterator[StopFlag]:
-    """SIGINT and SIGTERM set the yielded flag instead of killing the process (main thread only).
+    """SIGINT, SIGTERM and SIGUSR2 set the yielded flag instead of killing the process (main thread only).
 
     ``on_signal(signum)``, if given, is called too (a sweep forwards the stop to its workers).
     A second SIGINT while stopping raises KeyboardInterrupt at once (the user insists)."""
@@ -230,7 +235,7 @@ def graceful_stop(on_signal=None) -> Iterator[StopFlag]:
         if on_signal is not None:
             on_signal(signum)
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield flag
     finally:

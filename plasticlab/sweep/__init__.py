@@ -1,4 +1,4 @@
-"""Sweeps: a grid of configs × seeds, run by an executor (local, process pool or Ray), resumable."""
+"""Sweeps: a grid of configs × seeds, run by an executor (local, process pool, Ray or Slurm), resumable."""
 
 from plasticlab.sweep.driver import read_status_table, run_sweep
 from plasticlab.sweep.executors import EXECUTORS, make_executor

@@ -11,6 +11,9 @@ run without touching others.
   existing cluster (the sweep directory must then be on storage every node sees), otherwise a
   local Ray starts with ``workers`` CPUs. A failed run is retried ``max_retries`` times (Ray
   ``retry_exceptions``); a retry resumes from the run's checkpoint.
+- ``slurm``: each unit a task of one Slurm array job (submitit), requeued on a time limit or a
+  preemption and resumed from its checkpoint; submitit's local executor when there is no Slurm
+  (``plasticlab.sweep.slurm``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Protocol
 from plasticlab.registry import UserError
 from plasticlab.sweep.execute import Interrupted, Result, Unit, execute_unit, jobs_of, with_threads
 
-EXECUTORS = ("local", "process", "ray")
+EXECUTORS = ("local", "process", "ray", "slurm")
 RAY_INSTALL = "pip install 'plasticlab[ray]'"
 HINT = " (a script that calls run_sweep with executor='process' must do so under if __name__ == '__main__':)"
 
@@ -191,8 +194,14 @@ def make_executor(
     cpus_per_run: float = 1,
     gpus_per_run: float = 0,
     max_retries: int = 1,
+    folder: str | Path | None = None,
+    slurm: dict | None = None,
 ) -> Executor:
-    """The executor called ``name`` (local | process | ray)."""
+    """The executor called ``name`` (local | process | ray | slurm).
+
+    ``folder``: where the slurm executor writes submitit's files and logs (the driver passes
+    ``OUT/slurm``); ``slurm``: its options (``plasticlab.sweep.slurm.OPTIONS``).
+    """
     if name == "local":
         return LocalExecutor()
     if name == "process":
@@ -205,4 +214,8 @@ def make_executor(
             gpus_per_run=gpus_per_run,
             max_retries=max_retries,
         )
+    if name == "slurm":
+        from plasticlab.sweep.slurm import SlurmExecutor
+
+        return SlurmExecutor(folder if folder is not None else Path("slurm"), slurm)
     raise UserError(f"unknown executor {name!r} (allowed: {', '.join(EXECUTORS)})")

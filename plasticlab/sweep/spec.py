@@ -7,6 +7,7 @@ A sweep file (YAML, or the same as a mapping)::
       optim.lr: [1.0e-3, 1.0e-4]
       method: [{name: none}, {name: l2, strength: 1.0e-3}]
     seeds: [0, 1, 2]                  # expands too (default: the base config's seed)
+    slurm: {partition: gpu, time: 240}  # optional: --executor slurm options (plasticlab.sweep.slurm)
 
 Each grid point × seed is validated as a full config. Its id is a readable prefix of the grid
 values and the seed, then ``config_hash`` of the resolved config (12 hex digits), e.g.
@@ -21,14 +22,15 @@ import hashlib
 import itertools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from plasticlab.config import config_hash, load_config, read_yaml, set_dotted, to_dict
 from plasticlab.registry import UserError
+from plasticlab.sweep.slurm import check_options
 
-SWEEP_KEYS = ("base", "grid", "seeds")
+SWEEP_KEYS = ("base", "grid", "seeds", "slurm")
 PREFIX_CHARS = 60
 """Longest readable prefix of a run id (the hash keeps ids distinct when prefixes are cut)."""
 
@@ -51,10 +53,13 @@ class Sweep:
     grid: dict[str, list]
     seeds: list[int]
     name: str
+    slurm: dict = field(default_factory=dict)
+    """Options of ``--executor slurm`` (checked; they never change a run's config or id)."""
 
     def as_dict(self) -> dict:
         """The self-contained sweep (base inlined), as written to ``SWEEP_DIR/sweep.yaml``."""
-        return {"base": self.base, "grid": self.grid, "seeds": self.seeds}
+        out = {"base": self.base, "grid": self.grid, "seeds": self.seeds}
+        return {**out, "slurm": self.slurm} if self.slurm else out
 
     def points(self) -> list[Point]:
         """Every (seed, grid point), seed-major so a partial sweep covers all grid points early.
@@ -160,8 +165,9 @@ def load_sweep(source: str | Path | dict | Sweep) -> Sweep:
         raise UserError(f"{where}: seeds: expected a non-empty list of integers, e.g. [0, 1, 2]")
     if len(set(seeds)) != len(seeds):
         raise UserError(f"{where}: seeds: {seeds} repeats a seed")
-    sweep = Sweep(base, grid, list(seeds), name or "")
+    sweep = Sweep(base, grid, list(seeds), name or "", check_options(raw.get("slurm"), f"{where}: slurm"))
     if not sweep.name:
-        digest = hashlib.sha256(json.dumps(sweep.as_dict(), sort_keys=True, default=str).encode()).hexdigest()
+        runs = {"base": base, "grid": grid, "seeds": sweep.seeds}  # why: slurm options must not move the directory
+        digest = hashlib.sha256(json.dumps(runs, sort_keys=True, default=str).encode()).hexdigest()
         sweep.name = f"sweep-{digest[:8]}"
     return sweep

@@ -118,14 +118,14 @@ def test_progress_line_and_partial_report(tmp_path, capsys, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_sweep(sweep([0.1]), out=tmp_path / "sw", runner=RUNNER, progress=True)
     err = capsys.readouterr().err
-    assert "sweep:" in err and "1/2" in err  # the tqdm bar: runs done / total
+    assert "[1/2] done" in err and "\r" not in err  # off a terminal: a plain line per finished run, no bar
     md = (make_report(tmp_path / "sw") / "report.md").read_text()
     assert "Partial results: 1 of 2 runs finished (1 running or interrupted, 0 not started)" in md
 
 
 def test_executor_errors_are_user_errors(tmp_path, monkeypatch):
-    with pytest.raises(UserError, match="unknown executor 'slurm'"):
-        run_sweep(sweep([0.1]), executor="slurm", out=tmp_path / "a", runner=RUNNER, progress=False)
+    with pytest.raises(UserError, match="unknown executor 'lsf'"):
+        run_sweep(sweep([0.1]), executor="lsf", out=tmp_path / "a", runner=RUNNER, progress=False)
     assert not (tmp_path / "a").exists()  # nothing written
     with pytest.raises(UserError, match="use it with --executor ray"):
         run_sweep(sweep([0.1]), address="auto", out=tmp_path / "a", runner=RUNNER, progress=False)
