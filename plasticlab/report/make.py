@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from plasticlab.report import plots, tables
+from plasticlab.report import matrix, plots, provenance, stats, tables, verdict
 from plasticlab.report.recipe import recipe_blocks
 from plasticlab.report.render import markdown, to_html
 from plasticlab.report.runs import Collection, load
@@ -41,7 +41,7 @@ def make_report(path: str | Path, out: str | Path | None = None) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:
-        _write(col, tmp)
+        _write(col, tmp, dest)
         if dest.exists():
             shutil.rmtree(dest)
         tmp.rename(dest)
@@ -51,7 +51,8 @@ def make_report(path: str | Path, out: str | Path | None = None) -> Path:
     return dest
 
 
-def _write(col: Collection, folder: Path) -> None:
+def _write(col: Collection, folder: Path, dest: Path) -> None:
+    """Write the report's files into ``folder``; links to run directories are relative to ``dest``."""
     rows = tables.summary_rows(col)
     columns = tables.summary_columns(col, rows)
     tables.write_csv(folder / "summary.csv", rows, columns)
@@ -70,9 +71,12 @@ def _write(col: Collection, folder: Path) -> None:
     if not rows:
         blocks.append(("p", "No run has finished a task yet: no tables or plots."))
     else:
+        blocks += verdict.blocks(col, gs, measures, folder)
         blocks += recipe_blocks(col, folder)
         blocks += _tables(col, gs, measures, diags)
         blocks += _plots(col, gs, measures, diags, folder)
+        blocks += _matrix(col, gs, folder)
+    blocks += provenance.blocks(col, gs, dest)
     blocks += _runs(col)
     (folder / "report.md").write_text(markdown(blocks))
     (folder / "report.html").write_text(to_html(blocks, folder, f"plasticlab report: {col.path.name}"))
@@ -107,6 +111,12 @@ def _tables(col: Collection, gs: list[tables.Group], measures: list[str], diags:
         # why: a dozen diagnostics side by side are unreadable; one row each reads well for a few groups
         wide = tables.table_by_measure(gs, diags) if len(diags) > len(gs) else tables.table(col, gs, diags, "final")
         out += [("h2", "Diagnostics at the final task"), ("table", *wide)]
+    if measures:
+        out += [("h2", "Robust aggregates at the final task"),
+                ("p", "Interquartile mean (IQM: the mean of the middle 50% of the seeds' values) with a 95% "
+                      f"stratified-bootstrap interval ({stats.BOOTSTRAP_RESAMPLES} resamples of the runs within each "
+                      f"group, seed {stats.BOOTSTRAP_SEED}, percentile interval, clipped to the measure's range)."),
+                ("table", *tables.robust_table(col, gs, measures))]
     return out
 
 
@@ -121,6 +131,22 @@ def _plots(col, gs, measures, diags, folder: Path) -> list[tuple]:
     if plots.final_bars(folder / "final_task.png", gs, bars, partial=col.partial):
         out.append(("img", "final_task.png", "final task"))
     return out if len(out) > 1 else []
+
+
+def _matrix(col: Collection, gs: list[tables.Group], folder: Path) -> list[tuple]:
+    found = matrix.matrices(gs)
+    if not found:
+        return []
+    tables.write_csv(folder / "accuracy_matrix.csv", matrix.rows(col.keys, found), matrix.columns(col.keys))
+    out: list[tuple] = [
+        ("h2", "Accuracy matrix"),
+        ("p", "R[t, j]: accuracy on task j (columns) measured at the end of task t (rows), mean over seeds; the "
+              "diagonal is the task's own test_acc (train_acc where it has no test set); off-diagonal cells are "
+              "past_task_acc (diagnostics.past_tasks). Long form in accuracy_matrix.csv."),
+    ]
+    if matrix.heatmaps(folder / "accuracy_matrix.png", found, partial=col.partial):
+        out.append(("img", "accuracy_matrix.png", "accuracy matrix: task trained × task evaluated"))
+    return out
 
 
 def _runs(col: Collection) -> list[tuple]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from plasticlab.report.runs import Collection, RunData
-from plasticlab.report.stats import Estimate, mean_ci, measure_range
+from plasticlab.report.stats import Estimate, Robust, iqm_ci, mean_ci, measure_range
 from plasticlab.sweep.spec import text
 
 MEASURES = ["train_acc", "test_acc", "train_loss", "test_loss", "train_bleu2", "test_bleu2",
@@ -145,6 +145,15 @@ class Group:
         t = self.final_task()
         return Estimate(None, None, 0, measure_range(measure)) if t is None else self.at_task(measure, t)
 
+    def final_values(self, measure: str) -> list[float | None]:
+        """Per-run values at the group's final task (runs with data)."""
+        t = self.final_task()
+        return [] if t is None else [_num(r.task_ends[t].get(measure)) for r in self.runs if t in r.task_ends]
+
+    def final_robust(self, measure: str) -> Robust:
+        """IQM over runs at the final task, with its stratified-bootstrap 95% interval (stats.iqm_ci)."""
+        return iqm_ci(self.final_values(measure), bounds=measure_range(measure))
+
     def mean_over_tasks(self, measure: str) -> Estimate:
         t_end = self.final_task()
         if t_end is None:
@@ -230,9 +239,31 @@ def long_rows(col: Collection, gs: list[Group], measures: list[str]) -> list[dic
                 row.update({k: _scalar(g.point.get(k)) for k in col.keys})
                 row.update({"measure": m, "final_task": g.final_task(), "n": e.n, "mean": e.mean, "ci_half": e.half})
                 row.update({"ci_low": e.low, "ci_high": e.high})
+                if scope == "final":
+                    rb = g.final_robust(m)
+                    row.update({"iqm": rb.iqm, "iqm_low": rb.low, "iqm_high": rb.high})
                 out.append(row)
     return out
 
 
 def long_columns(col: Collection) -> list[str]:
-    return ["scope", "group", *col.keys, "measure", "final_task", "n", "mean", "ci_half", "ci_low", "ci_high"]
+    return ["scope", "group", *col.keys, "measure", "final_task", "n", "mean", "ci_half", "ci_low", "ci_high",
+            "iqm", "iqm_low", "iqm_high"]
+
+
+def fmt_robust(r: Robust) -> str:
+    """``iqm [low, high]`` to three decimals (``iqm`` alone when n = 1; ``—`` when empty)."""
+    if r.iqm is None:
+        return "—"
+    return f"{r.iqm:.3f}" if r.low is None else f"{r.iqm:.3f} [{r.low:.3f}, {r.high:.3f}]"
+
+
+def robust_table(col: Collection, gs: list[Group], measures: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Final task, IQM over seeds [stratified-bootstrap 95% CI] per group and measure."""
+    header = [k.split(".")[-1] for k in col.keys] + ["task", "n"] + measures
+    rows = []
+    for g in gs:
+        t = g.final_task()
+        rows.append([label(g.point.get(k)) for k in col.keys] + ["—" if t is None else str(t), str(len(g.with_data))]
+                    + [fmt_robust(g.final_robust(m)) for m in measures])
+    return header, rows

@@ -1,4 +1,4 @@
-"""Optional loggers: TensorBoard and Weights & Biases (offline), as sinks for metric rows.
+"""Optional loggers: TensorBoard and Weights & Biases (offline unless logged in), as sinks for metric rows.
 
 A sink is a callable taking one metrics row (the dicts of ``metrics.jsonl``). ``tee`` sends each
 row to several sinks, so a run can write ``metrics.jsonl`` and a logger at once; ``replay``
@@ -93,22 +93,47 @@ class TensorBoardSink:
 
 
 class WandbSink:
-    """Log rows to Weights & Biases; ``mode="offline"`` (default) writes under ``dir`` only."""
+    """Log rows to Weights & Biases.
+
+    Each setting is the argument when given, else an environment variable (docs/reports.md):
+    ``project`` ← ``WANDB_PROJECT`` (default ``plasticlab``); ``entity`` ← ``WANDB_ENTITY``;
+    ``group`` ← ``WANDB_RUN_GROUP``, else the sweep's folder name when ``dir`` is ``SWEEP/runs/<id>``
+    (a ``sweep.yaml`` beside ``runs/``); ``tags`` ← ``WANDB_TAGS`` (comma-separated); ``mode`` ←
+    ``WANDB_MODE``, else ``online`` when an API key is configured (``WANDB_API_KEY`` or a netrc entry
+    for api.wandb.ai, as ``wandb login`` writes) and ``offline`` otherwise (written under ``dir`` only).
+    Never hangs: an online start waits at most ``INIT_TIMEOUT`` seconds, and a start that fails
+    falls back to offline with one notice on stderr.
+    """
+
+    INIT_TIMEOUT = 60
 
     def __init__(
         self,
         *,
-        project: str = "plasticlab",
+        project: str | None = None,
         dir: str | Path,
         config: dict | None = None,
         name: str | None = None,
-        mode: str = "offline",
+        mode: str | None = None,
+        entity: str | None = None,
+        group: str | None = None,
+        tags: list[str] | None = None,
     ):
         try:
             import wandb
         except ImportError:
             raise UserError(REQUIRES["wandb"][1]) from None
-        self.run = wandb.init(project=project, dir=str(dir), config=config or {}, name=name, mode=mode)
+        self.settings = wandb_settings(dir, project=project, mode=mode, entity=entity, group=group, tags=tags)
+        kwargs = dict(dir=str(dir), config=config or {}, name=name, **self.settings)
+        try:
+            self.run = wandb.init(**kwargs, settings={"init_timeout": self.INIT_TIMEOUT})
+        except Exception as e:  # why: no network, a bad key or a timeout must not stop (or hang) the run
+            if kwargs["mode"] == "offline":
+                raise
+            print(f"wandb: online start failed ({type(e).__name__}: {e}); logging offline under {dir}",
+                  file=sys.stderr)
+            kwargs["mode"] = self.settings["mode"] = "offline"
+            self.run = wandb.init(**kwargs)
         self.run.define_metric("task/*", step_metric="task/index")
         self.run.define_metric("epoch/*", step_metric="epoch/step")
 
@@ -122,6 +147,47 @@ class WandbSink:
 
     def close(self) -> None:
         self.run.finish()
+
+
+def wandb_logged_in() -> bool:
+    """True when a W&B API key is configured: ``WANDB_API_KEY``, or a netrc entry for api.wandb.ai."""
+    import os
+
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        import netrc
+
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def sweep_name(run_dir: str | Path) -> str | None:
+    """The sweep's folder name when ``run_dir`` is ``SWEEP/runs/<id>`` (``SWEEP/sweep.yaml`` exists)."""
+    parent = Path(run_dir).resolve().parent
+    if parent.name == "runs" and (parent.parent / "sweep.yaml").is_file():
+        return parent.parent.name
+    return None
+
+
+def wandb_settings(run_dir: str | Path, *, project: str | None = None, mode: str | None = None,
+                   entity: str | None = None, group: str | None = None, tags: list[str] | None = None) -> dict:
+    """``project``, ``entity``, ``group``, ``tags`` and ``mode`` for ``wandb.init``: arguments first, then the
+    environment (``WANDB_PROJECT``, ``WANDB_ENTITY``, ``WANDB_RUN_GROUP``, ``WANDB_TAGS``, ``WANDB_MODE``), then
+    the defaults (project ``plasticlab``; group = the sweep's name; mode online only when logged in)."""
+    import os
+
+    env = lambda k: os.environ.get(k) or None
+    if tags is None and env("WANDB_TAGS"):
+        tags = [t.strip() for t in os.environ["WANDB_TAGS"].split(",") if t.strip()]
+    return {
+        "project": project or env("WANDB_PROJECT") or "plasticlab",
+        "entity": entity or env("WANDB_ENTITY"),
+        "group": group or env("WANDB_RUN_GROUP") or sweep_name(run_dir),
+        "tags": tags or None,
+        "mode": mode or env("WANDB_MODE") or ("online" if wandb_logged_in() else "offline"),
+    }
 
 
 def replay(run_dir: str | Path, sink: Sink) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import types
 
 import pytest
 
@@ -67,6 +69,7 @@ def test_wandb_offline_sink_logs_to_its_directory(tmp_path, monkeypatch):
     from plasticlab.store.loggers import WandbSink
 
     monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_MODE", "offline")  # why: a logged-in machine would otherwise go online
     sink = WandbSink(dir=tmp_path, config={"seed": 0}, name="t")
     sink(EPOCH)
     sink(TASK_END)
@@ -115,3 +118,92 @@ def test_task_lines_follow_a_growing_run_once_per_task(tmp_path):
     append({"event": "task_end", "task": 2, "step": 30, "train_acc": 1.0})
     lines.poll()
     assert out.getvalue().splitlines()[1:] == ["task 3/3 done  step 30/30  train_acc 1.0000"]
+
+
+class FakeWandb:
+    """Stands in for the ``wandb`` module: records ``init`` calls; ``fail_online`` makes online starts fail."""
+
+    def __init__(self, fail_online: bool = False):
+        self.calls: list[dict] = []
+        self.fail_online = fail_online
+
+    def init(self, **kwargs):
+        self.calls.append(kwargs)
+        if self.fail_online and kwargs.get("mode") == "online":
+            raise TimeoutError("init timed out")
+        run = types.SimpleNamespace(logged=[], define_metric=lambda *a, **k: None, finish=lambda: None)
+        run.log = run.logged.append
+        return run
+
+
+@pytest.fixture
+def fake_wandb(monkeypatch):
+    fake = FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    for k in ("WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_GROUP", "WANDB_TAGS", "WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr("plasticlab.store.loggers.wandb_logged_in", lambda: False)
+    return fake
+
+
+def test_wandb_settings_from_environment_and_sweep_folder(tmp_path, fake_wandb, monkeypatch):
+    from plasticlab.store.loggers import WandbSink
+
+    run = tmp_path / "lr-sweep" / "runs" / "lr=0.1-s0"
+    run.mkdir(parents=True)
+    (tmp_path / "lr-sweep" / "sweep.yaml").write_text("grid: {}\n")
+    WandbSink(dir=run, name="r")
+    call = fake_wandb.calls[-1]
+    assert call["project"] == "plasticlab" and call["entity"] is None and call["tags"] is None
+    assert call["group"] == "lr-sweep" and call["mode"] == "offline"  # not logged in: offline
+    assert call["settings"]["init_timeout"] == WandbSink.INIT_TIMEOUT
+
+    monkeypatch.setenv("WANDB_PROJECT", "plast")
+    monkeypatch.setenv("WANDB_ENTITY", "lab")
+    monkeypatch.setenv("WANDB_TAGS", "a, b,")
+    monkeypatch.setenv("WANDB_RUN_GROUP", "mine")
+    WandbSink(dir=run)
+    call = fake_wandb.calls[-1]
+    assert (call["project"], call["entity"], call["tags"], call["group"]) == ("plast", "lab", ["a", "b"], "mine")
+    WandbSink(dir=tmp_path / "alone", project="p", group="g", tags=["t"])
+    call = fake_wandb.calls[-1]
+    assert (call["project"], call["group"], call["tags"]) == ("p", "g", ["t"])  # arguments win
+
+
+def test_wandb_mode_online_when_logged_in_and_env_respected(tmp_path, fake_wandb, monkeypatch):
+    from plasticlab.store.loggers import WandbSink
+
+    monkeypatch.setattr("plasticlab.store.loggers.wandb_logged_in", lambda: True)
+    WandbSink(dir=tmp_path)
+    assert fake_wandb.calls[-1]["mode"] == "online"
+    assert fake_wandb.calls[-1]["group"] is None  # not inside a sweep
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    WandbSink(dir=tmp_path)
+    assert fake_wandb.calls[-1]["mode"] == "disabled"
+
+
+def test_wandb_logged_in_reads_api_key_and_netrc(tmp_path, monkeypatch):
+    from plasticlab.store.loggers import wandb_logged_in
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("NETRC", raising=False)
+    assert not wandb_logged_in()
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password k\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    assert wandb_logged_in()
+    (tmp_path / ".netrc").unlink()
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_logged_in()
+
+
+def test_wandb_failed_online_start_falls_back_to_offline(tmp_path, fake_wandb, monkeypatch, capsys):
+    from plasticlab.store.loggers import WandbSink
+
+    fake_wandb.fail_online = True
+    monkeypatch.setenv("WANDB_MODE", "online")
+    sink = WandbSink(dir=tmp_path)
+    assert [c["mode"] for c in fake_wandb.calls] == ["online", "offline"] and sink.settings["mode"] == "offline"
+    assert "logging offline" in capsys.readouterr().err
+    sink(TASK_END)
+    assert sink.run.logged and sink.run.logged[0]["task/index"] == 2
