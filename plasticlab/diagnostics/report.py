@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 
 from plasticlab.config import load_config, read_yaml
-from plasticlab.diagnostics import METRICS, measure
+from plasticlab.diagnostics import METRICS
 from plasticlab.engine.build import setup
+from plasticlab.engine.loop import measure_task
 from plasticlab.registry import UserError
 from plasticlab.store import write_json
 
@@ -94,19 +95,16 @@ def diagnose(checkpoint: str | Path, *, config: str | Path | None = None, data_r
     except RuntimeError as e:
         raise UserError(f"checkpoint {path} does not fit the model of {cfg_path}: "
                         f"{str(e).splitlines()[0]}") from None
-    model, family = s.model, s.family
+    family = s.family
     step = int(state.get("step", 0))
     schedule = s.schedule
     t = schedule.task_at(step) if task is None else task
     if not 0 <= t < family.count:
         raise UserError(f"--task {t}: the run has tasks 0..{family.count - 1}")
-    current, idx = s.task(t), s.probe_idx
-
-    model.eval()
-    doc = {"checkpoint": str(path), "run": str(run_dir), "step": step, "task": t, "probe_size": idx.numel()}
-    doc.update(family.measure(model, current, cfg.engine.eval_batch_size))
-    doc.update(measure(model, s.unit_map, current.x_train[idx], current.y_train[idx], family.loss,
-                       cfg.diagnostics, init=s.init_params))  # θ₀ rebuilt from the seed by setup
+    doc = {"checkpoint": str(path), "run": str(run_dir), "step": step, "task": t, "probe_size": s.probe_idx.numel()}
+    # why: the run's own task-end measurement, so diagnose reports exactly what a task_end row holds
+    # (θ₀ rebuilt from the seed; forgetting and the plasticity probe when switched on with --set)
+    doc.update(measure_task(s, t, end=True))
     target.parent.mkdir(parents=True, exist_ok=True)
     write_json(target, doc)
     doc["json"] = str(target)

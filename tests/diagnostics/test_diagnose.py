@@ -62,3 +62,14 @@ def test_refuses_unsafe_or_missing_checkpoints(run_dir, tmp_path):
     torch.save({"model": {"w": torch.zeros(1)}}, bad)
     with pytest.raises(UserError, match="does not fit"):
         diagnose(tmp_path, device="cpu")
+
+
+def test_diagnose_reports_the_optional_task_end_diagnostics_when_asked(run_dir, tmp_path):
+    doc = diagnose(run_dir, device="cpu", out=tmp_path / "d.json", overrides=["diagnostics.past_tasks=1",
+                                                                             "diagnostics.probe_steps=5",
+                                                                             "diagnostics.sharpness=3"])
+    assert set(doc["past_task_acc"]) == {"0"} and doc["mean_past_acc"] == doc["past_task_acc"]["0"]
+    assert doc["probe_gap"] == pytest.approx(doc["probe_fresh_acc"] - doc["probe_acc"])
+    assert doc["sharpness"] is not None
+    plain = diagnose(run_dir, device="cpu", out=tmp_path / "p.json")
+    assert "past_task_acc" not in plain and "probe_gap" not in plain
