@@ -120,6 +120,7 @@ def run_sweep(
     preflight(waiting, len(points), where(executor, address, slurm), gpus_per_run if executor == "ray" else 0)
     if executor == "ray" and address:
         probe_address(address)
+    created = not root.exists()
     with SweepLock(root):
         write_index(root, spec, points)
         table = StatusTable(root, points)
@@ -133,16 +134,21 @@ def run_sweep(
             return root
         jobs = [job(root, p, runner) for p in todo]
         packs, jobs = split_packs(jobs, pack) if pack > 1 else ([], jobs)
-        ex = start_executor(
-            executor,
-            workers=workers,
-            address=address,
-            cpus_per_run=cpus_per_run,
-            gpus_per_run=gpus_per_run,
-            max_retries=max_retries,
-            folder=root / "slurm",
-            slurm=slurm,
-        )
+        try:
+            ex = start_executor(
+                executor,
+                workers=workers,
+                address=address,
+                cpus_per_run=cpus_per_run,
+                gpus_per_run=gpus_per_run,
+                max_retries=max_retries,
+                folder=root / "slurm",
+                slurm=slurm,
+            )
+        except UserError:
+            if created:  # why: a sweep that never started leaves no directory behind
+                shutil.rmtree(root, ignore_errors=True)
+            raise
         monitor = Monitor(table, {p.id for p in todo}, enabled=progress, labels=run_labels(points))
         start = time.perf_counter()
 
@@ -555,10 +561,18 @@ def start_executor(name: str, **options) -> Executor:
     """``make_executor``, with a cluster that cannot be joined as one line instead of a traceback."""
     try:
         return make_executor(name, **options)
-    except (ConnectionError, TimeoutError) as e:  # why: ray.init raises these for a dead or absent cluster
+    except UserError:
+        raise
+    except Exception as e:  # why: ray.init raises ConnectionError, TimeoutError or auth errors when joining fails
+        if not (isinstance(e, ConnectionError | TimeoutError) or options.get("address")):
+            raise
         where_ = f" --address {options['address']}" if options.get("address") else ""
-        why = (str(e).splitlines() or [type(e).__name__])[0]
-        raise UserError(f"--executor {name}{where_}: cannot connect: {why}") from None
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        hint = ""
+        if any(w in str(e).lower() for w in ("auth", "token", "unauthenticated", "permission denied")):
+            hint = ("; the cluster uses token authentication: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or "
+                    "RAY_AUTH_TOKEN_PATH) to the cluster's token, e.g. from `ray get-auth-token` on its head node")
+        raise UserError(f"--executor {name}{where_}: cannot connect: {type(e).__name__}: {why}{hint}") from None
 
 
 # --- labels of runs on a terminal ---------------------------------------------------------------------

@@ -144,3 +144,18 @@ def test_run_labels_and_fit():
                                                                             {"name": "none"}]}}).points()
     assert "lr=0.1 method=l2(coef=0.1) s0" in driver.run_labels(both).values()
     assert driver.fit("abcdefghij", 6) == "…fghij" and driver.fit("abc", 6) == "abc"
+
+
+def test_a_cluster_refusing_the_token_is_one_line_and_leaves_no_sweep_directory(tmp_path, monkeypatch):
+    from plasticlab.registry import UserError
+    from plasticlab.sweep import driver
+
+    def refuse(name, **options):
+        raise RuntimeError("UNAUTHENTICATED: Invalid or missing authentication token\n  ... 70 more lines")
+
+    monkeypatch.setattr(driver, "make_executor", refuse)
+    spec = {"base": {"tasks": {"count": 1}, "environment": {"epochs_per_task": 1}}, "grid": {"optim.lr": [1e-3]}}
+    with pytest.raises(UserError) as e:
+        driver.run_sweep(spec, executor="ray", address="auto", out=tmp_path / "sw", progress=False)
+    assert "\n" not in str(e.value) and "RAY_AUTH_TOKEN" in str(e.value) and "cannot connect" in str(e.value)
+    assert not (tmp_path / "sw").exists()
