@@ -26,6 +26,11 @@ from plasticlab.registry import UserError
 from plasticlab.seeding import derived_seed
 
 
+TORCH_THREADS = torch.get_num_threads()
+"""torch's thread count when plasticlab was imported: what ``engine.threads: 0`` means, even after
+an earlier run in this process set another count."""
+
+
 def pick_device(name: str) -> torch.device:
     """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is a user error."""
     if name == "auto":
@@ -125,8 +130,7 @@ def setup(cfg: RunConfig, device: torch.device | None = None, *, base: object | 
     """
     device = device or pick_device(cfg.engine.device)
     resolve_engine(cfg, device)
-    if cfg.engine.threads:
-        torch.set_num_threads(cfg.engine.threads)
+    torch.set_num_threads(cfg.engine.threads or TORCH_THREADS)
     family = cfg.tasks
     base = load_base(cfg, device) if base is None else base
     n_out, in_shape = family.n_outputs(base), family.input_shape(base)
