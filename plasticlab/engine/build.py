@@ -25,7 +25,6 @@ from plasticlab.methods import MethodContext
 from plasticlab.registry import UserError
 from plasticlab.seeding import derived_seed
 
-
 TORCH_THREADS = torch.get_num_threads()
 """torch's thread count when plasticlab was imported: what ``engine.threads: 0`` means, even after
 an earlier run in this process set another count."""
