@@ -21,7 +21,7 @@ mapping, or is not UTF-8 text, is refused too. Every error is a one-line ``UserE
 
 Usage::
 
-    cfg = load_config("configs/mnist.yaml", overrides=["optim.lr=3e-4"])
+    cfg = load_config("configs/digits.yaml", overrides=["optim.lr=3e-4"])
     raw = to_dict(cfg)          # the fully resolved config, as written to config.yaml
 """
 

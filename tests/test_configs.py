@@ -15,5 +15,9 @@ def test_config_validates(path):
         from plasticlab.transfer import load_transfer_config
 
         load_transfer_config(path)
+    elif path.parent.name == "sweep":
+        from plasticlab.sweep.spec import load_sweep
+
+        assert load_sweep(path).points()
     else:
         load_config(path)

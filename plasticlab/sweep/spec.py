@@ -2,16 +2,16 @@
 
 A sweep file (YAML, or the same as a mapping)::
 
-    base: configs/mnist.yaml          # a config mapping, or a path (relative to the sweep file)
+    base: ../digits.yaml              # a config mapping, or a path (relative to the sweep file)
     grid:                             # dotted key → list of values; the product is taken
       optim.lr: [1.0e-3, 1.0e-4]
-      method: [{name: none}, {name: l2, strength: 1.0e-3}]
+      method: [{name: none}, {name: l2, coef: 1.0e-3}]
     seeds: [0, 1, 2]                  # expands too (default: the base config's seed)
     slurm: {partition: gpu, time: 240}  # optional: --executor slurm options (plasticlab.sweep.slurm)
 
 Each grid point × seed is validated as a full config. Its id is a readable prefix of the grid
 values and the seed, then ``config_hash`` of the resolved config (12 hex digits), e.g.
-``lr=0.001_method=l2-strength=0.001-s0-3f2a9c01b7de``: stable across machines and re-runs,
+``lr=0.001_method=l2-coef=0.001-s0-3f2a9c01b7de``: stable across machines and re-runs,
 distinct for distinct configs.
 """
 

@@ -2,7 +2,7 @@
 
 YAML (every key validated; unknown keys are errors)::
 
-    source: configs/my_run.yaml      # or an inline run config mapping (an ordinary `plasticlab run` config)
+    source: configs/digits.yaml      # or an inline run config mapping (an ordinary `plasticlab run` config)
     target:
       name: digits                   # registered dataset
       samples_per_class: [5, 10, 50] # N: training images per class (null = the whole training set)
