@@ -163,22 +163,32 @@ class RayExecutor:
         self.ray = ray
         self.started = connect(address, workers)
         self.threads = max(1, int(cpus_per_run))
-        self.task = ray.remote(
-            num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries, retry_exceptions=True
-        )(_ray_execute)
+        self.max_retries = max_retries
+        # why: retries are the driver's (not Ray's max_retries), so a lost node or failed run is said, not silent
+        self.task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_ray_execute)
 
     def run(self, units: list[Unit]) -> Iterator[Result]:
         refs = {self.task.remote(with_threads(u, self.threads)): u for u in units}
+        tries = dict.fromkeys(refs, 0)
         pending = list(refs)
         while pending:
             ready, pending = self.ray.wait(pending, num_returns=1)
             for ref in ready:
                 try:
                     yield from self.ray.get(ref)
-                except Exception as e:  # why: retries exhausted, or the worker/node died
+                except Exception as e:  # why: the run failed, or its worker or node died
                     cause = getattr(e, "cause", None) or e
                     why = f"{type(cause).__name__}: {cause}".splitlines()[0]
-                    yield from (Result(j.id, "failed", 0.0, j.log, why) for j in jobs_of(refs[ref]))
+                    unit, n = refs[ref], tries[ref] + 1
+                    if n <= self.max_retries:
+                        ids = ", ".join(j.id for j in jobs_of(unit))
+                        print(f"plasticlab: {ids} failed on its Ray worker ({why[:160]}); retry {n}/{self.max_retries},"
+                              " resuming from its checkpoint", file=sys.stderr, flush=True)
+                        new = self.task.remote(with_threads(unit, self.threads))
+                        refs[new], tries[new] = unit, n
+                        pending.append(new)
+                        continue
+                    yield from (Result(j.id, "failed", 0.0, j.log, why) for j in jobs_of(unit))
 
     def close(self) -> None:
         if self.started:

@@ -99,8 +99,8 @@ def test_unreachable_ray_cluster_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(UserError) as e:
         run_sweep(sweep(), executor="ray", address="auto", out=tmp_path / "sw2", runner=RUNNER, progress=False)
     assert one_line_error(e) == ("--executor ray --address auto: cannot connect: "
-                                 "Failed to connect to Ray cluster at 10.0.0.1:6379")
-    assert not (tmp_path / "sw2" / "runs").exists()
+                                 "ConnectionError: Failed to connect to Ray cluster at 10.0.0.1:6379")
+    assert not (tmp_path / "sw2").exists()  # a sweep that never started leaves no directory
 
 
 def test_off_a_terminal_one_line_per_run_and_a_summary_table(tmp_path, capsys):

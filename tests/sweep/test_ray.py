@@ -30,7 +30,7 @@ def statuses(root) -> list[str]:
         return [r["status"] for r in csv.DictReader(f)]
 
 
-def test_ray_runs_tasks_and_retries_a_failed_run(tmp_path, local_ray):
+def test_ray_runs_tasks_and_retries_a_failed_run(tmp_path, local_ray, capfd):
     spec = {
         "base": {"tasks": {"family": "permuted-pixels", "count": 3}},
         "grid": {"optim.lr": [0.1, 0.01, fakes.FLAKY]},
@@ -46,6 +46,8 @@ def test_ray_runs_tasks_and_retries_a_failed_run(tmp_path, local_ray):
         assert [c["resume"] for c in fakes.calls(run)] == expected  # Ray retried the flaky run, resuming it
         assert fakes.calls(run)[0]["threads"] == 1
     assert ray.is_initialized()  # the executor leaves a Ray it did not start running
+    retried = [line for line in capfd.readouterr().err.splitlines() if "retry 1/1" in line]
+    assert len(retried) == 2 and all("resuming from its checkpoint" in line for line in retried)  # said, not silent
 
 
 def test_ray_real_runs_on_digits(tmp_path, local_ray):
