@@ -263,20 +263,13 @@ def test_unpacked_member_with_wrong_checksum_is_quarantined(tmp_path, monkeypatc
 
 
 def test_fetch_tar_extracts_and_removes_archive(tmp_path, monkeypatch):
-    batches = {f"data_batch_{i}": cifar_batch(i, 3, 10, b"labels") for i in range(1, 6)}
-    batches["test_batch"] = cifar_batch(7, 2, 10, b"labels")
-    members = {f"cifar-10-batches-py/{k}": pickle.dumps(v, protocol=2) for k, v in batches.items()}
-    archive = tmp_path / "cifar-10-python.tar.gz"
-    archive.write_bytes(tar_bytes(members))
-    spec = registry.DATASETS["cifar10"]
-    remote = dataclasses.replace(spec.remote[0], url=archive.as_uri(), md5=md5(archive.read_bytes()))
-    patched = dataclasses.replace(spec, remote=[remote], checksums={k: md5(v) for k, v in members.items()})
-    monkeypatch.setitem(registry.DATASETS, "cifar10", patched)
+    cifar10_archive(tmp_path, monkeypatch)
     root = tmp_path / "data"
     folder = fetch("cifar10", str(root))
     assert listing(folder) == ["cifar-10-batches-py"]  # archive deleted, no temporary directory left
     arr = read_arrays("cifar10", root)
-    assert arr.y_train.tolist() == sum((batches[f"data_batch_{i}"][b"labels"] for i in range(1, 6)), [])
+    want = [cifar_batch(i, 3, 10, b"labels")[b"labels"] for i in range(1, 6)]  # the archive's five batches
+    assert arr.y_train.tolist() == sum(want, [])
     assert sum(" md5 " in line for line in verify("cifar10", str(root))) == 6
     (folder / "cifar-10-batches-py" / "test_batch").write_bytes(b"junk")
     with pytest.raises(UserError, match="test_batch .*fetch cifar10 --force"):
