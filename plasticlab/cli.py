@@ -38,12 +38,14 @@ def cmd_run(a: argparse.Namespace) -> int:
     from plasticlab.api import resolve, run
     from plasticlab.store import read_json, read_metrics
 
-    if a.dry_run:
-        from plasticlab.engine.loop import setup
+    if a.dry_run:  # the schedule needs the data's size only: no model, no optimiser
+        import torch
+
+        from plasticlab.engine.build import load_base, schedule_of
+        from plasticlab.envs import describe
 
         cfg = resolve(a.config, a.set)
-        cfg.engine.device = "cpu" if a.device is None else a.device
-        print(__import__("plasticlab.envs", fromlist=["describe"]).describe(setup(cfg).schedule))
+        print(describe(schedule_of(cfg, load_base(cfg, torch.device("cpu")))[1]))
         return 0
     out = a.out
     if a.resume is not None:

@@ -113,6 +113,13 @@ def load_base(cfg: RunConfig, device: torch.device):
                         device=device)
 
 
+def schedule_of(cfg: RunConfig, base) -> tuple[int, object]:
+    """(training examples per task, the phase schedule) of ``cfg`` on its loaded data ``base``."""
+    family = cfg.tasks
+    n_train = family.n_train(base) if hasattr(family, "n_train") else base.x_train.shape[0]
+    return n_train, build_schedule(cfg.environment, family.count, steps_per_epoch(n_train, cfg.optim.batch_size))
+
+
 def setup(cfg: RunConfig, device: torch.device | None = None, *, base: object | None = None,
           model: nn.Module | None = None, factory: Callable[[int], nn.Module] | None = None) -> Setup:
     """Build data, model, optimiser, unit map, methods and schedule for ``cfg``.
@@ -151,8 +158,7 @@ def setup(cfg: RunConfig, device: torch.device | None = None, *, base: object | 
     methods = [dataclasses.replace(m) for m in cfg.method]  # fresh instances: state is per run, not per config
     for m in methods:
         m.setup(ctx)
-    n_train = family.n_train(base) if hasattr(family, "n_train") else base.x_train.shape[0]
-    schedule = build_schedule(cfg.environment, family.count, steps_per_epoch(n_train, cfg.optim.batch_size))
+    n_train, schedule = schedule_of(cfg, base)
     env = registry.ENVIRONMENTS[cfg.environment.kind](classes=n_out, mode=cfg.environment.transition.mode)
     probe_idx, init_params = None, None
     if cfg.diagnostics.every != "never":
