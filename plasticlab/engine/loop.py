@@ -14,6 +14,7 @@ members) and at task ends; steps never sync.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
@@ -215,11 +216,13 @@ def flush_rows(sinks: list[Sink], acc: torch.Tensor, rows: list[dict], t: int, p
 def state_of(s: Setup, step: int, acc: torch.Tensor, row: dict) -> dict:
     """The checkpoint: plain tensors and numbers only (loadable with ``weights_only=True``).
 
-    Model tensors are copied out (# why: a packed member's parameters are views of the stacked
-    tensors, and saving a view would save all K members)."""
+    A snapshot: every tensor is copied (# why: a packed member's parameters are views of the
+    stacked tensors, and saving a view would save all K members; and the optimiser's and methods'
+    live tensors go on changing after ``save`` returns, which matters to a caller that keeps it)."""
     return {"step": step, "model": {k: v.clone() for k, v in s.model.state_dict().items()},
-            "optimizer": s.optimizer.state_dict(), "methods": [m.state_dict() for m in s.methods],
-            "acc": acc.detach().clone(), "row": dict(row)}
+            "optimizer": copy.deepcopy(s.optimizer.state_dict()),
+            "methods": copy.deepcopy([m.state_dict() for m in s.methods]),
+            "acc": acc.detach().clone(), "row": copy.deepcopy(row)}
 
 
 def load_state(s: Setup, state: dict, acc: torch.Tensor, row: dict) -> int:

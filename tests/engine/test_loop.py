@@ -121,3 +121,11 @@ def test_cuda_steps_never_sync(tiny, overrides):
         finally:
             torch.cuda.set_sync_debug_mode("default")
         assert all(st["acc"][2].item() == 12 * 100 for st in states)
+
+
+def test_saved_states_are_snapshots(tiny):
+    """A ``saves`` callback may keep the state in memory: later training must not change it."""
+    saved = []
+    loop.run([loop.setup(resolve(None, tiny))], [lambda r: None], saves=[saved.append])
+    first, last = saved[0]["optimizer"]["state"][0]["exp_avg"], saved[-1]["optimizer"]["state"][0]["exp_avg"]
+    assert first.data_ptr() != last.data_ptr() and not torch.equal(first, last)
