@@ -43,19 +43,30 @@ def test_redo_dormant_and_dead_on_planted_activations():
     assert dormant_mask(a, 0.0).tolist() == dead_mask(st.max_abs).tolist()  # τ = 0 dormant = dead
 
 
-def test_conv_and_sequence_layouts_reduce_over_positions():
-    h = torch.zeros(2, 3, 4, 4)  # (B, C, H, W): channel 1 fires at one pixel of one image
+def conv_activation() -> torch.Tensor:
+    """(B=2, C=3, 4, 4): channel 0 everywhere, channel 1 at one pixel of one image, channel 2 never."""
+    h = torch.zeros(2, 3, 4, 4)
     h[:, 0] = 1.0
     h[1, 1, 2, 3] = 5.0
+    return h
+
+
+def conv_stats():
+    """Activity statistics of ``conv_activation()`` as a conv unit layer (units on dim 1)."""
     act = nn.Identity()
     with capture([layer_of(act, 3, act_dim=1)]) as (st,):
-        act(h)
+        act(conv_activation())
+    return st
+
+
+def test_conv_and_sequence_layouts_reduce_over_positions():
+    st = conv_stats()
     assert st.mean_abs().tolist() == pytest.approx([1.0, 5 / 32, 0.0])
     assert dead_mask(st.max_abs).tolist() == [False, False, True]
 
     act = nn.Identity()
     with capture([layer_of(act, 3, act_dim=2)]) as (st,):
-        act(h[:, :, 2, 1:].transpose(1, 2))  # (B, L=3, units)
+        act(conv_activation()[:, :, 2, 1:].transpose(1, 2))  # (B, L=3, units)
     assert st.count == 6
     assert st.mean_abs().tolist() == pytest.approx([1.0, 5 / 6, 0.0])
 
@@ -97,12 +108,7 @@ def test_active_share_on_planted_activations():
 
 
 def test_active_share_counts_positions():
-    h = torch.zeros(2, 3, 4, 4)  # channel 0 everywhere, channel 1 at one pixel of one image, channel 2 never
-    h[:, 0] = 1.0
-    h[1, 1, 2, 3] = 5.0
-    act = nn.Identity()
-    with capture([layer_of(act, 3, act_dim=1)]) as (st,):
-        act(h)
+    st = conv_stats()
     assert st.active_share().tolist() == pytest.approx([1.0, 1 / 32, 0.0])
     assert active_fraction(st.active_share()).item() == pytest.approx((1 + 1 / 32) / 3)
     with pytest.raises(RuntimeError, match="no activations"):
