@@ -6,7 +6,8 @@ unit: its *incoming* weights (the rows that compute it, plus its bias and norm g
 *outgoing* weights (the columns of the next layer that read it), the module whose output is the
 unit's activation, and how each slice was initialised. ReDo, Continual Backprop, reset-frozen
 and the dormant/frozen/rank diagnostics all read this one map; models build it
-(``model.unit_layers()``) so no method guesses layer structure from parameter names.
+(``model.unit_layers()``), and any other module gets one read off its computation graph
+(``plasticlab.unit_discovery``), so no method guesses layer structure from parameter names.
 
 Usage::
 
@@ -100,12 +101,26 @@ class UnitLayer:
         return next(s for s in self.outgoing if s.is_weight)
 
 
-def build(model: nn.Module) -> list[UnitLayer]:
-    """The unit map of ``model`` (models provide ``unit_layers()``)."""
+def build(model: nn.Module, example_input: object = None) -> list[UnitLayer]:
+    """The unit map of ``model``: its own ``unit_layers()`` where it defines one (an explicit map
+    always wins), else the automatic map read off its graph (``plasticlab.unit_discovery``;
+    ``example_input`` is recorded through a forward when ``torch.fx`` cannot trace the model).
+    May be empty; ``why_empty(model)`` then says why."""
     fn = getattr(model, "unit_layers", None)
-    if fn is None:
-        raise TypeError(f"{type(model).__name__} has no unit_layers(); it cannot be used with unit methods")
-    return fn()
+    if callable(fn):
+        return fn()
+    from plasticlab.unit_discovery import discover
+
+    return discover(model, example_input).layers
+
+
+def why_empty(model: nn.Module) -> str:
+    """One line: why ``build(model)`` found no unit layer."""
+    if callable(getattr(model, "unit_layers", None)):
+        return f"{type(model).__name__}.unit_layers() returned no layer"
+    from plasticlab.unit_discovery import discover
+
+    return discover(model).reason
 
 
 def default_init_slices(weight: torch.Tensor, bias: torch.Tensor | None, fan_in: int, dim: int) -> list[Slice]:

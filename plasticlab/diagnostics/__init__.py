@@ -26,6 +26,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from plasticlab import unit_discovery
 from plasticlab.config import DiagnosticsConfig
 from plasticlab.diagnostics.activity import capture, dead_mask, dormant_mask
 from plasticlab.diagnostics.frozen import frozen_mask, frozen_stats
@@ -73,10 +74,11 @@ def measure(model: nn.Module, units: list[UnitLayer], probe_x: torch.Tensor, pro
     buffers (BatchNorm running statistics) and the unit map untouched. One host sync at the end.
 
     Args:
-        model: provides ``features(x)`` (penultimate features); a token model may provide
+        model: provides ``features(x)`` (penultimate features; without it, the input of the Linear
+            producing the output, ``unit_discovery.features``); a token model may provide
             ``sensitivity_inputs(x, y) -> (z, fn)`` with ``fn(z)`` = outputs, so that input
             sensitivity is taken with respect to the embeddings z.
-        units: the model's unit map.
+        units: the model's unit map (``plasticlab.units.build``); may be empty (unit metrics None).
         probe_x, probe_y: the probe batch.
         loss_fn: ``loss_fn(model, x, y) -> (loss, correct, n)``, the task loss.
         cfg: thresholds and options (``plasticlab.config.DiagnosticsConfig``).
@@ -124,11 +126,17 @@ def _measure(model, units, x, y, loss_fn, cfg, gen, init):
                 if s.is_weight and id(s.tensor) not in by_id:
                     raise TypeError(f"unit layer {layer.name!r}: a weight slice is not a trainable parameter")
 
-    overall, layers = frozen_stats(units, cfg.frozen_tau, by_id if cfg.gradients else None)
+    nan = torch.full((), float("nan"), dtype=torch.float64, device=x.device)
+    if units:
+        overall, layers = frozen_stats(units, cfg.frozen_tau, by_id if cfg.gradients else None)
+    else:  # why: a model without unit layers (unit_discovery) has no unit metrics: None, not an error
+        keys = ["frozen_fraction", "frozen_weight_fraction", "sparse_fraction"]
+        overall, layers = dict.fromkeys(keys + (["grad_frozen", "grad_sparse", "grad_all"] if cfg.gradients else []),
+                                        nan), {}
 
     init_of = _init_by_id(named, init)
     n_units = sum(layer.count for layer in units)
-    n_dormant, n_dead, n_active, n_dup = 0, 0, 0, 0
+    n_dormant = n_dead = n_active = n_dup = torch.zeros((), dtype=torch.float64, device=x.device)
     for layer, st in zip(units, acts, strict=True):
         dormant, dead = dormant_mask(st.mean_abs(), cfg.dormant_tau), dead_mask(st.max_abs)
         active, dup = st.active_share(), duplicate_mask(layer, cfg.duplicate_eps)
@@ -147,12 +155,15 @@ def _measure(model, units, x, y, loss_fn, cfg, gen, init):
     overall["duplicate_fraction"] = n_dup.double() / n_units
 
     with torch.no_grad():
-        phi = model.features(x)
-    phi = phi.reshape(-1, phi.shape[-1])  # why: token features (B, L, D) → rows are positions
-    sv = singular_values(phi)
-    overall.update(effective_rank=effective_rank(sv), srank=srank(sv), stable_rank=stable_rank(sv),
-                   feature_norm=feature_norm(phi),
-                   weight_norm=l2_norm(list(model.parameters())), param_distance=_distance(params, init_of, x.device),
+        phi = unit_discovery.features(model, x)
+    if phi is None:  # why: no features() and no single Linear head to read them from
+        overall.update(dict.fromkeys(("effective_rank", "srank", "stable_rank", "feature_norm"), nan))
+    else:
+        phi = phi.reshape(-1, phi.shape[-1])  # why: token features (B, L, D) → rows are positions
+        sv = singular_values(phi)
+        overall.update(effective_rank=effective_rank(sv), srank=srank(sv), stable_rank=stable_rank(sv),
+                       feature_norm=feature_norm(phi))
+    overall.update(weight_norm=l2_norm(list(model.parameters())), param_distance=_distance(params, init_of, x.device),
                    grad_norm=l2_norm(grads), grad_sparsity=zero_fraction(grads))
 
     embed = getattr(model, "sensitivity_inputs", None)

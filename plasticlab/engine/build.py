@@ -152,7 +152,7 @@ def setup(cfg: RunConfig, device: torch.device | None = None, *, base: object | 
     model = fresh(derived_seed(cfg.seed, "init") if factory else cfg.seed) if model is None else place(
         model, cfg, in_shape, device)
     optimizer = make_optimizer(model, cfg.optim)
-    unit_map = units.build(model) if hasattr(model, "unit_layers") else []
+    unit_map = units.build(model, example_input=torch.zeros((2, *in_shape), device=device))  # auto map if none
     ctx = MethodContext(model, optimizer, unit_map, cfg.seed, device, fresh_model=fresh,
                         activations=[None] * len(unit_map))
     methods = [dataclasses.replace(m) for m in cfg.method]  # fresh instances: state is per run, not per config

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from plasticlab import unit_discovery, units
 from plasticlab.methods.base import MethodContext
 from plasticlab.registry import UserError
 from plasticlab.units import Slice, UnitLayer
@@ -16,8 +17,8 @@ from plasticlab.units import Slice, UnitLayer
 def require_units(ctx: MethodContext, method: str) -> None:
     """Raise UserError when the model has no hidden units for a unit-based method."""
     if not ctx.units:
-        raise UserError(f"method {method}: the model has no hidden units (empty unit map); "
-                        "use a model with hidden layers")
+        raise UserError(f"method {method}: model {type(ctx.model).__name__} has no unit layers "
+                        f"({units.why_empty(ctx.model)})")
 
 
 def is_norm(module: nn.Module) -> bool:
@@ -79,15 +80,13 @@ def unit_mean(a: torch.Tensor, act_dim: int) -> torch.Tensor:
 
 
 def whole_tensor_inits(model: nn.Module, layers: list[UnitLayer]) -> dict[int, Slice] | None:
-    """Init description of every parameter, from the unit map and ``model.head_slices()``.
+    """Init description of every parameter, from the unit map and the head (``unit_discovery.head_slices``).
 
     Returns ``{id(param): Slice}``, or None when some parameter is not described (then callers
     fall back to a freshly built model).
     """
     slices: list[Slice] = [s for layer in layers for s in layer.incoming + layer.outgoing]
-    head = getattr(model, "head_slices", None)
-    if callable(head):
-        slices += head()
+    slices += unit_discovery.head_slices(model) or []
     found = {id(s.tensor): s for s in slices}
     if all(id(p) in found for p in model.parameters()):
         return found

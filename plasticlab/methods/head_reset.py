@@ -1,8 +1,9 @@
 """``head-reset``: re-initialise the output layer at the start of every task after the first.
 
-The head's parameters (``model.head_slices()``) are re-drawn from their initialisation with
-``ctx.generator("head-reset", task)`` and their optimiser state is dropped (moments and step
-count restart, as for a new optimiser). Config: ``method: {name: head-reset}``.
+The head's parameters (``model.head_slices()``; for a model without one, the Linear whose output
+is the model's output, with PyTorch's default init: ``unit_discovery.head_slices``) are re-drawn
+from their initialisation with ``ctx.generator("head-reset", task)`` and their optimiser state is
+dropped (moments and step count restart, as for a new optimiser). Config: ``method: {name: head-reset}``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from plasticlab import registry
+from plasticlab import registry, unit_discovery
 from plasticlab.methods.base import MethodContext, MethodDefaults
 from plasticlab.methods.common import forget_optimizer_state
 from plasticlab.registry import UserError
@@ -28,10 +29,11 @@ class HeadReset(MethodDefaults):
 
     def setup(self, ctx: MethodContext) -> None:
         self.ctx_ = ctx
-        head = getattr(ctx.model, "head_slices", None)
-        if not callable(head):
-            raise UserError(f"method head-reset: model {type(ctx.model).__name__} has no head_slices()")
-        self.slices_ = head()
+        slices = unit_discovery.head_slices(ctx.model)
+        if slices is None:
+            raise UserError(f"method head-reset: model {type(ctx.model).__name__} has no head_slices() and its "
+                            "output is not one Linear's output (define head_slices())")
+        self.slices_ = slices
 
     @torch.no_grad()
     def on_task_start(self, task: int) -> None:
