@@ -167,19 +167,34 @@ class EnvironmentConfig:
 class OptimConfig:
     """One optimiser, kept across tasks unless a method says otherwise."""
 
-    name: Literal["sgd", "adam", "adamw"] = "adam"
+    name: Literal["sgd", "adam", "adamw", "upgd", "trac"] = "adam"
+    """upgd: utility-based perturbed gradient descent (Elsayed & Mahmood 2024); trac: Adam wrapped
+    by TRAC's parameter-free scaling (Muppidi et al. 2024). See plasticlab/engine/optim.py."""
     lr: float = field(default=1.0e-3, metadata=bounds(gt=0))
     batch_size: int = field(default=64, metadata=bounds(ge=1))
     weight_decay: float = field(default=0.0, metadata=bounds(ge=0))
-    """Coupled L2 for sgd/adam, decoupled for adamw."""
+    """Coupled L2 for sgd/adam/trac, decoupled for adamw and upgd (θ ← θ(1 − lr·wd))."""
     momentum: float = field(default=0.0, metadata=bounds(ge=0, lt=1))
     """SGD momentum."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999], metadata=bounds(ge=0, lt=1, length=2))
     """Adam's (β1, β2)."""
     eps: float = field(default=1.0e-8, metadata=bounds(gt=0))
-    per_entry_step: bool = False
-    """adam/adamw only: keep Adam's step count per entry, so entries a method re-initialises
-    restart their bias correction (plasticlab.methods.entry_adam, as Dohare et al. do)."""
+    per_entry_step: bool | Literal["auto"] = "auto"
+    """adam/adamw/trac: keep Adam's step count per entry, so entries a method re-initialises
+    restart their bias correction (plasticlab.methods.entry_adam, as Dohare et al. do). 'auto' =
+    on when a method of the run declares ``entry_step`` (the unit-reset methods), resolved when
+    the run starts and recorded in config.yaml; false = torch's one step count per tensor."""
+    upgd_beta_utility: float = field(default=0.999, metadata=bounds(ge=0, lt=1))
+    """upgd: β of the running utility u ← βu + (1−β)(−g·θ)."""
+    upgd_sigma: float = field(default=1.0e-3, metadata=bounds(ge=0))
+    """upgd: std of the Gaussian perturbation ξ added to the gradient."""
+    trac_betas: list[float] = field(default_factory=lambda: [0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999],
+                                    metadata=bounds(ge=0, lt=1, min_length=1))
+    """trac: the discount factors β_j of its scale tuners (one scale s_j each; θ = θ_ref + Σs_j·Δ)."""
+    trac_s_init: float = field(default=1.0e-8, metadata=bounds(gt=0))
+    """trac: s_prev, the scale numerator s_j = s_prev / erfi(1/√2) · erfi(σ_j / (√(2v_j) + ε))."""
+    trac_eps: float = field(default=1.0e-8, metadata=bounds(gt=0))
+    """trac: ε of the scale tuners."""
 
 
 @dataclass
@@ -435,8 +450,9 @@ def from_dict(raw: dict) -> RunConfig:
 
 def validate_run(cfg: RunConfig) -> None:
     """Cross-section checks that a single section cannot make."""
-    if cfg.optim.per_entry_step and cfg.optim.name == "sgd":
-        raise UserError("config: optim.per_entry_step: only for adam/adamw (set it to false for sgd)")
+    if cfg.optim.per_entry_step is True and cfg.optim.name in ("sgd", "upgd"):
+        raise UserError(f"config: optim.per_entry_step: only for adam/adamw/trac "
+                        f"(set it to auto or false for {cfg.optim.name})")
     models = getattr(cfg.tasks, "models", None)
     if models is not None and cfg.model.name not in models:
         raise UserError(f"config: model.name={cfg.model.name} does not fit tasks.family={cfg.tasks.family} "

@@ -19,7 +19,7 @@ from plasticlab import diagnostics, registry, units
 from plasticlab.config import RunConfig, to_dict
 from plasticlab.data import load_dataset
 from plasticlab.engine.accel import maybe_compile, resolve_precision
-from plasticlab.engine.optim import make_optimizer
+from plasticlab.engine.optim import make_optimizer, resolve_optim
 from plasticlab.envs import build_schedule, steps_per_epoch
 from plasticlab.methods import MethodContext
 from plasticlab.registry import UserError
@@ -136,6 +136,7 @@ def setup(cfg: RunConfig, device: torch.device | None = None, *, base: object | 
     """
     device = device or pick_device(cfg.engine.device)
     resolve_engine(cfg, device)
+    resolve_optim(cfg)
     torch.set_num_threads(cfg.engine.threads or TORCH_THREADS)
     family = cfg.tasks
     base = load_base(cfg, device) if base is None else base
@@ -151,7 +152,7 @@ def setup(cfg: RunConfig, device: torch.device | None = None, *, base: object | 
                 return place(factory(seed), cfg, in_shape, device)
     model = fresh(derived_seed(cfg.seed, "init") if factory else cfg.seed) if model is None else place(
         model, cfg, in_shape, device)
-    optimizer = make_optimizer(model, cfg.optim)
+    optimizer = make_optimizer(model, cfg.optim, cfg.seed)
     unit_map = units.build(model, example_input=torch.zeros((2, *in_shape), device=device))  # auto map if none
     ctx = MethodContext(model, optimizer, unit_map, cfg.seed, device, fresh_model=fresh,
                         activations=[None] * len(unit_map))

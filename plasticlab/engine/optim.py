@@ -1,7 +1,9 @@
 """Optimisers: one per run, kept across tasks (a method may reset its state).
 
-Every optimiser uses PyTorch's fused kernel (one pass over each parameter, on CPU and GPU);
-the multi-tensor ``foreach`` path is the fallback where fused kernels are unavailable.
+SGD, Adam and AdamW use PyTorch's fused kernel (one pass over each parameter, on CPU and GPU);
+the multi-tensor ``foreach`` path is the fallback where fused kernels are unavailable. Adam/AdamW
+with a per-entry step count (``optim.per_entry_step``) is ``methods.entry_adam.EntryAdam``;
+``upgd`` is ``engine.upgd.UPGD`` and ``trac`` is ``engine.trac`` over Adam (or EntryAdam).
 """
 
 from __future__ import annotations
@@ -9,10 +11,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from plasticlab.config import OptimConfig
+from plasticlab.config import OptimConfig, RunConfig
+from plasticlab.engine.trac import trac_over
+from plasticlab.engine.upgd import UPGD
+from plasticlab.methods.entry_adam import EntryAdam
+from plasticlab.seeding import derived_seed
 
 FUSED_DEVICES = ("cpu", "cuda", "xpu", "mps")
 """Device types with fused Adam/AdamW/SGD kernels in PyTorch ≥ 2.4."""
+
+ENTRY_STEP_OPTIMIZERS = ("adam", "adamw", "trac")
+"""Optimisers with Adam's bias-corrected moments, which ``per_entry_step`` applies to."""
 
 
 def fast_kernel(params: list[torch.Tensor]) -> dict:
@@ -22,16 +31,43 @@ def fast_kernel(params: list[torch.Tensor]) -> dict:
     return {"fused": True} if fused else {"foreach": True}
 
 
-def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """SGD (with momentum), Adam (coupled L2 weight decay) or AdamW (decoupled weight decay)."""
+def resolve_optim(cfg: RunConfig) -> None:
+    """Replace ``optim.per_entry_step: auto`` by what the run uses, so config.yaml records it.
+
+    ``auto`` → true when the optimiser has Adam's moments and some method of the run declares
+    ``entry_step`` (it re-initialises entries and wants their bias correction to restart, as the
+    reference implementations do), else false.
+    """
+    o = cfg.optim
+    if o.per_entry_step == "auto":
+        o.per_entry_step = o.name in ENTRY_STEP_OPTIMIZERS and any(getattr(m, "entry_step", False)
+                                                                   for m in cfg.method)
+
+
+def make_optimizer(model: nn.Module, cfg: OptimConfig, seed: int = 0) -> torch.optim.Optimizer:
+    """The optimiser ``cfg`` names over the model's trainable parameters.
+
+    SGD (with momentum), Adam (coupled L2 weight decay), AdamW (decoupled weight decay), UPGD
+    (its noise from a generator seeded with ``(seed, "upgd")``) or TRAC over Adam. An unresolved
+    ``per_entry_step: auto`` counts as false.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     fast = fast_kernel(params)
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fast)
-    if cfg.per_entry_step:
-        from plasticlab.methods.entry_adam import EntryAdam
-
-        return EntryAdam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
-                         decoupled=cfg.name == "adamw")
-    cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay, **fast)
+    if cfg.name == "upgd":
+        device = params[0].device if params else torch.device("cpu")
+        g = torch.Generator(device=device)
+        g.manual_seed(derived_seed(seed, "upgd"))
+        return UPGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, beta_utility=cfg.upgd_beta_utility,
+                    sigma=cfg.upgd_sigma, generator=g)
+    adam = {"lr": cfg.lr, "betas": tuple(cfg.betas), "eps": cfg.eps, "weight_decay": cfg.weight_decay}
+    if cfg.per_entry_step is True:
+        base, extra = EntryAdam, {"decoupled": cfg.name == "adamw"}
+    else:
+        base, extra = (torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam), fast
+    if cfg.name == "trac":
+        opt = trac_over(base)(params, **adam, **extra)
+        opt.init_trac(cfg.trac_betas, cfg.trac_s_init, cfg.trac_eps)
+        return opt
+    return base(params, **adam, **extra)

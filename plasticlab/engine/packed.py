@@ -33,6 +33,7 @@ from torch.optim.adam import adam
 from plasticlab.config import RunConfig, to_dict
 from plasticlab.engine.accel import autocast, maybe_compile
 from plasticlab.engine.build import Setup
+from plasticlab.methods.base import due
 from plasticlab.registry import UserError
 
 # ---------------------------------------------------------------- planning
@@ -187,7 +188,7 @@ class PackedStep:
                 s.ctx.activations[i] = a[k]
         for k, methods in enumerate(self.per_step):
             for m in methods:
-                if step % m.every == 0:
+                if due(m, step):
                     m.after_step(step, x[k])
         n = x.shape[1]
         acc += torch.stack([loss.detach().float() * n, correct.float(), torch.full_like(loss, n, dtype=acc.dtype)],

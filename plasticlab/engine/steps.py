@@ -22,6 +22,7 @@ from plasticlab.engine import whole_step
 from plasticlab.engine.accel import autocast
 from plasticlab.engine.build import Setup
 from plasticlab.engine.packed import PackedStep
+from plasticlab.methods.base import due
 
 
 def train_step(s: Setup, x: torch.Tensor, target: torch.Tensor, step: int, acc: torch.Tensor) -> None:
@@ -47,7 +48,7 @@ def train_step(s: Setup, x: torch.Tensor, target: torch.Tensor, step: int, acc: 
         m.add_grad()
     s.optimizer.step()
     for m in methods:
-        if step % m.every == 0:
+        if due(m, step):
             m.after_step(step, x)
     n = n.float() if torch.is_tensor(n) else torch.full_like(acc[2], n)  # token families count on the device
     acc += torch.stack([loss.detach().float() * n, correct.float(), n])

@@ -43,6 +43,8 @@ def why_not(s) -> str | None:
     for m in s.methods:
         if m.per_step or m.capture:
             return f"method {m.name} acts inside every step"
+    if not plain_adam(s.optimizer):
+        return f"the optimiser ({type(s.optimizer).__name__}) is not torch's plain Adam/AdamW"
     return None
 
 

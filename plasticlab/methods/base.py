@@ -6,7 +6,7 @@ The loop (``plasticlab.engine.loop``) owns the order. Per optimiser step::
     optimizer.zero_grad(); loss.backward()
     for m in methods: m.add_grad()                                  # known gradients of penalties
     optimizer.step()
-    for m in methods: if step % m.every == 0: m.after_step(step, x)   # device ops only
+    for m in methods: if due(m, step): m.after_step(step, x)           # device ops only
 
 and at task boundaries ``on_task_start(task)`` (before the task's first step) and
 ``on_task_end(task)`` (after its last step, before measurements). Methods run in config order
@@ -26,7 +26,13 @@ depends on the method's options), never listed by name elsewhere. Every step pat
 * ``intervention``: transfer may apply it once, between pre-training and fine-tuning
   (``intervene()``);
 * ``busy``: options under which it acts within a few steps of a tiny run (the common tests
-  iterate over the registry with them).
+  iterate over the registry with them);
+* ``entry_step``: it re-initialises entries of parameters and wants their Adam bias correction
+  to restart (a per-entry step count, ``optim.per_entry_step: auto``), as Dohare et al.'s AdamGnT
+  and the reference implementations do.
+
+``every``: ``after_step`` runs after the optimiser steps N, 2N, 3N, … of the run (counted from 1,
+over all tasks; ``due``), so with N = steps per task it runs once per task, after its last step.
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ class MethodContext:
 
 class Method(Protocol):
     every: int
-    """after_step cadence in optimiser steps (1 = every step)."""
+    """after_step cadence: after the run's optimiser steps N, 2N, … (1 = every step)."""
     capture: bool
     """Whether the loop must capture unit activations during training forwards."""
     per_step: bool
@@ -77,6 +83,8 @@ class Method(Protocol):
     """Whether transfer may apply it once (``intervene``) between pre-training and fine-tuning."""
     busy: ClassVar[dict]
     """Options under which the method acts within a few steps of a tiny run (common tests)."""
+    entry_step: bool
+    """Whether re-initialised entries should restart Adam's bias correction (per-entry step)."""
 
     def setup(self, ctx: MethodContext) -> None:
         """Once, before step 0 (and again before a resume loads state). May sync."""
@@ -94,7 +102,7 @@ class Method(Protocol):
         batch 64: +28% through autograd, +16% this way)."""
 
     def after_step(self, step: int, x: torch.Tensor) -> None:
-        """After optimizer.step() when ``step % every == 0``; ``x`` is the step's input batch.
+        """After optimizer.step() when ``due(self, step)``; ``x`` is the step's input batch.
         Device ops only: choose with masks, never with .item()."""
 
     def on_task_end(self, task: int) -> None:
@@ -119,6 +127,7 @@ class MethodDefaults:
     packable: bool = True
     intervention: bool = False
     busy: ClassVar[dict] = {}
+    entry_step: bool = False
 
     def setup(self, ctx: MethodContext) -> None:
         self.ctx_ = ctx
@@ -147,3 +156,9 @@ class MethodDefaults:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+def due(method: Method, step: int) -> bool:
+    """Whether ``method.after_step`` runs after the optimiser step with 0-based index ``step``:
+    after the steps N, 2N, 3N, … of the run (N = ``method.every``, steps counted from 1)."""
+    return (step + 1) % method.every == 0

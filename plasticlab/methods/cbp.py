@@ -15,6 +15,9 @@ norm gain/bias from their initialisation, zero outgoing weights, zero optimiser 
 entries, and u, f, age reset to 0. With ``bias_correction`` the next layer's bias first absorbs
 the unit's mean contribution, next_bias += Σ_cols w_out[:, j] · f_j / (1 − η^age_j), so the
 next layer's pre-activation keeps its mean. Everything is masks on the device (no host sync).
+With Adam, replaced entries restart their bias correction by default (``entry_step``:
+``optim.per_entry_step: auto`` picks EntryAdam, the per-entry step of the reference's AdamGnT);
+``optim.per_entry_step: false`` keeps torch Adam's one step count per tensor.
 Config: ``method: {name: cbp, replacement_rate: 1.0e-4, decay: 0.99, maturity: 100}``.
 """
 
@@ -58,6 +61,7 @@ class CBP(MethodDefaults):
     """Continual Backprop: replace the lowest-utility mature units at rate ρ per step."""
 
     per_step = True
+    entry_step = True
     busy: ClassVar[dict] = {"replacement_rate": 0.2, "maturity": 2}
 
     name: str = "cbp"

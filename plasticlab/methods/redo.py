@@ -1,6 +1,8 @@
 """``redo``: Recycling Dormant neurons (Sokar et al., ICML 2023).
 
-Every ``every`` optimiser steps (and, with ``at_task_end``, after each task's last step) each
+After the run's optimiser steps N, 2N, 3N, … (N = ``every``, counted from 1 across tasks, so
+N = steps per task fires once per task, after its last step; ``methods.base.due``) and, with
+``at_task_end``, after each task's last step, each
 unit layer's activations h of the step's training batch (captured by the loop) give the score
 
     s_i = mean_batch |h_i| / ( (1/H) Σ_j mean_batch |h_j| )        (H units in the layer)
@@ -9,7 +11,10 @@ unit layer's activations h of the step's training batch (captured by the loop) g
 ⌊max_fraction·H⌋ units per layer are reset, lowest scores first. A reset unit gets fresh incoming
 weights, bias and norm gain/bias (and BatchNorm running statistics) from their initialisation,
 zero outgoing weights, and zero optimiser moments on all those entries
-(``units.reinit_units(outgoing="zero")``). Config:
+(``units.reinit_units(outgoing="zero")``); with Adam the reset entries also restart their bias
+correction by default (``entry_step``: ``optim.per_entry_step: auto`` picks EntryAdam). Departure
+from the reference code (google/dopamine ``labs/redo``): it zeroes the moments but keeps optax's
+one global step count — ``optim.per_entry_step: false`` gives that behaviour. Config:
 ``method: {name: redo, every: 1000, tau: 0.1, max_fraction: 1.0, at_task_end: false}``.
 """
 
@@ -48,11 +53,13 @@ class ReDo(MethodDefaults):
     """Reset τ-dormant units every N steps: fresh incoming weights, zero outgoing weights."""
 
     per_step = True
+    entry_step = True
     busy: ClassVar[dict] = {"every": 2, "tau": 0.5, "at_task_end": True}
 
     name: str = "redo"
     every: int = field(default=1000, metadata=bounds(ge=1))
-    """Check (and reset) every N optimiser steps."""
+    """Check (and reset) after the run's optimiser steps N, 2N, 3N, … (counted from 1 across
+    tasks; with N = steps per task, once per task after its last step)."""
     tau: float = field(default=0.1, metadata=bounds(ge=0))
     """Dormancy threshold on the normalised score."""
     max_fraction: float = field(default=1.0, metadata=bounds(ge=0, le=1))

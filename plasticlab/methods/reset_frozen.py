@@ -10,7 +10,9 @@ must pass). This is ``plasticlab.diagnostics.frozen.frozen_mask``, shared with t
 ``frozen_fraction`` diagnostic. At the start of each chosen task all layers' frozen masks are
 computed first, then each frozen unit gets fresh incoming weights, bias and norm gain/bias from
 their initialisation and outgoing weights re-drawn (``outgoing: init``) or zeroed
-(``outgoing: zero``); the optimiser moments of all those entries are zeroed. Config:
+(``outgoing: zero``); the optimiser moments of all those entries are zeroed, and with Adam their
+bias correction restarts by default (``entry_step``; ``optim.per_entry_step: false`` keeps one
+step count per tensor). Config:
 ``method: {name: reset-frozen, tau: 0.1, tasks: all_but_first, outgoing: init}``.
 """
 
@@ -35,6 +37,7 @@ class ResetFrozen(MethodDefaults):
     """At the start of chosen tasks, re-initialise the mutually frozen units."""
 
     intervention = True
+    entry_step = True
     busy: ClassVar[dict] = {"tau": 3.0, "tasks": "all"}
 
     name: str = "reset-frozen"

@@ -45,15 +45,15 @@ def test_planted_dormant_unit_is_reset_and_nothing_else_changes():
         norm0.weight[3] = 0.0
         norm0.bias[3] = -1.0
     seen = before_after(s, m)
-    step(s, 1)  # Adam moments become non-zero; no ReDo step (5 ∤ 1)
+    step(s, 1)  # Adam moments become non-zero; no ReDo step (the step numbered 1 is the run's 2nd; 5 ∤ 2)
     assert "before" not in seen
-    step(s, 5)
+    step(s, 4)  # the 5th step: ReDo checks
     before, after = seen["before"], seen["after"]
     masks = [dormant_mask(layer, a, 0.1, 1.0) for layer, a in zip(s.unit_map, seen["acts"], strict=True)]
     assert masks[0].nonzero().flatten().tolist() == [3]
     assert before["opt"]["linears.0.weight"]["exp_avg"][3].abs().sum() > 0
 
-    g = s.ctx.generator("redo", "step", 5)
+    g = s.ctx.generator("redo", "step", 4)
     fresh_w = Slice(lin0.weight, 0, "uniform", 6**-0.5).draw(g)
     fresh_b = Slice(lin0.bias, 0, "uniform", 6**-0.5).draw(g)
     changed = {
@@ -121,13 +121,13 @@ def test_conv_channel_with_grouped_outgoing_columns():
 
 def planted_run(at_task_end: bool) -> tuple[list, list, torch.nn.Module]:
     """One task of 5 steps with ReDo every 3 steps; unit 0 of hidden1 is made dormant right after the
-    last check (step 3), so only a check at the task end can find it."""
+    only check (after the 3rd step, numbered 2), so only a check at the task end can find it."""
     s = tiny({"name": "redo", "every": 3, "tau": 0.1, "at_task_end": at_task_end}, tasks=1, steps_per_task=5)
     m = s.methods[0]
     norm1 = s.model.norms[1]
 
     def plant(k, x):
-        if k == 3:
+        if k == 2:
             with torch.no_grad():
                 norm1.weight[0] = 0.0
                 norm1.bias[0] = -1.0
@@ -140,7 +140,7 @@ def planted_run(at_task_end: bool) -> tuple[list, list, torch.nn.Module]:
 
 def test_at_task_end_and_cadence():
     checks, ends, model = planted_run(at_task_end=True)
-    assert checks == [0, 3] and ends == [0]  # the engine's cadence: steps 0 and 3 of 0–4
+    assert checks == [2] and ends == [0]  # the engine's cadence: after the 3rd of 5 steps (numbered 0–4)
     assert model.norms[1].weight[0] == 1.0 and model.norms[1].bias[0] == 0.0  # reset at the task end
     _, _, model = planted_run(at_task_end=False)
     assert abs(float(model.norms[1].weight[0].detach())) < 0.1 and model.norms[1].bias[0] < -0.9  # still dormant
