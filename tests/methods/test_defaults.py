@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from plasticlab import registry
-from plasticlab.methods.entry_adam import EntryAdam
 from plasticlab.methods.base import due
+from plasticlab.methods.entry_adam import EntryAdam
 from plasticlab.registry import UserError
 from tests.methods.methods_driver import run, spy, tiny
 
