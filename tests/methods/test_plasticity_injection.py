@@ -94,7 +94,7 @@ def test_combines_with_the_other_2024_methods_in_one_method_list():
     from tests.conftest import TINY
 
     methods = ("method=[{name: nap}, {name: parseval}, {name: hare-tortoise, momentum: 0.9}, "
-               "{name: plasticity-injection}, {name: redo, every: 5}]")
+               "{name: plasticity-injection}, {name: redo}]")
     s = loop.setup(resolve(None, TINY + ["tasks.count=2", methods]))
     rows = []
     loop.run([s], [rows.append])
