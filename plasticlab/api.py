@@ -6,6 +6,10 @@ Example::
     run_dir = plasticlab.run({"tasks": {"family": "random-labels", "count": 5}},
                              overrides=["environment.epochs_per_task=20"], out="runs/rl")
     rows = plasticlab.read_metrics(run_dir, "task_end")
+
+Your own model and task stream are passed as factories (docs/custom.md)::
+
+    plasticlab.run("examples/label_noise.yaml", model=make_model, tasks=LabelNoise)
 """
 
 from __future__ import annotations
@@ -50,9 +54,26 @@ def default_out(cfg: RunConfig) -> Path:
     return Path("runs") / f"{stamp}-{cfg.tasks.family}-{cfg.environment.kind}-{config_hash(cfg)}"
 
 
+def factory_overrides(model: Callable | None, tasks: Callable | None) -> list[str]:
+    """``--set`` overrides that select the ``custom`` model / family with the given callables.
+
+    Each callable is recorded under its import path when that path gives it back (the run can
+    then be resumed from the CLI), else as ``in-process:module:qualname`` (``tasks.custom.give``).
+    """
+    from plasticlab.tasks.custom import give
+
+    out = []
+    if model is not None:
+        out += ["model.name=custom", f"model.factory={give(model, 'plasticlab.run(model=...)')}"]
+    if tasks is not None:
+        out += ["tasks.family=custom", f"tasks.factory={give(tasks, 'plasticlab.run(tasks=...)')}"]
+    return out
+
+
 def run(config: str | Path | dict | RunConfig | None = None, *, overrides: list[str] | None = None,
         out: str | Path | None = None, device: str | None = None, resume: bool = False,
-        progress: Callable[[int, int, int], None] | None = None) -> Path:
+        progress: Callable[[int, int, int], None] | None = None, model: Callable | None = None,
+        tasks: Callable | None = None) -> Path:
     """Run one experiment and return its run directory.
 
     Args:
@@ -63,6 +84,13 @@ def run(config: str | Path | dict | RunConfig | None = None, *, overrides: list[
         device: ``auto``/``cpu``/``cuda``; overrides ``engine.device``.
         resume: continue the run in ``out`` from its latest checkpoint (its config.yaml is used;
             ``config`` must be None or equal to it). A finished run is returned as is.
+        model: your model factory, ``model(input_shape, n_outputs, **kwargs) -> nn.Module``:
+            the run uses ``model: {name: custom}`` with it (``model.kwargs`` from the config).
+        tasks: your task-stream factory, ``tasks(data, **kwargs)`` (docs/custom.md): the run
+            uses ``tasks: {family: custom}`` with it (``tasks.count``/``kwargs`` from the config).
+            config.yaml records each under its import path, or as ``in-process:module:qualname``
+            when it cannot be imported (resume such a run from Python, passing it again);
+            provenance.json lists both under ``python_factories``.
     Raises:
         UserError: bad config, missing data, or a bad run directory (nothing is written).
         Interrupted: SIGINT/SIGTERM stopped the run; its checkpoint is written and its status
@@ -70,6 +98,8 @@ def run(config: str | Path | dict | RunConfig | None = None, *, overrides: list[
     """
     from plasticlab.engine import loop
 
+    given = factory_overrides(model, tasks)
+    overrides = [*(overrides or []), *given]
     if resume:
         if out is None:
             raise UserError("--resume needs the run directory (plasticlab run --resume DIR)")
@@ -78,7 +108,7 @@ def run(config: str | Path | dict | RunConfig | None = None, *, overrides: list[
             raise UserError(f"cannot resume {rd.path}: no config.yaml there (is it a run directory?)")
         old = load_config(read_yaml(rd.path / "config.yaml"))
         cfg = load_config(read_yaml(rd.path / "config.yaml"), overrides)
-        if config is not None and dump_yaml(resolve(config)) != dump_yaml(old):
+        if config is not None and dump_yaml(resolve(config, given)) != dump_yaml(old):
             raise UserError(f"cannot resume {rd.path} with a different config (drop CONFIG)")
     else:
         cfg = resolve(config, overrides)
@@ -96,7 +126,10 @@ def run(config: str | Path | dict | RunConfig | None = None, *, overrides: list[
     except BaseException:
         rd.unlock()
         raise
-    rd.begin(dump_yaml(cfg), provenance(str(dev)), make_loggers(cfg, rd.path), state, changed)
+    prov = provenance(str(dev))
+    if given:
+        prov["python_factories"] = dict(g.split("=", 1) for g in given if ".factory=" in g)
+    rd.begin(dump_yaml(cfg), prov, make_loggers(cfg, rd.path), state, changed)
     train(rd, members, [state], progress)
     return rd.path
 

@@ -27,6 +27,9 @@ from plasticlab.registry import UserError
 ROOT = Path(__file__).resolve().parents[1]
 TAGS = {"tasks": (registry.FAMILIES, "family"), "model": (registry.MODELS, "name"),
         "method": (registry.METHODS, "name")}
+REQUIRED = {("model", "custom"): {"factory": "tests.user_code:make_mlp"},
+            ("tasks", "custom"): {"factory": "tests.user_code:FirstHalf"}}
+"""Options of a component that have no usable default (user code: tests/user_code.py)."""
 
 
 # ---------------------------------------------------------------- the schema, walked
@@ -54,7 +57,7 @@ def _fits(raw: dict) -> bool:
 def _base_for(section: str, name: str) -> dict:
     """A valid raw run config that selects component ``name`` in ``section`` (partners found by trying)."""
     tag = TAGS[section][1]
-    raw = {section: {tag: name}}
+    raw = {section: {tag: name, **REQUIRED.get((section, name), {})}}
     if section == "tasks":
         cls = registry.FAMILIES[name]
         raw["environment"] = {"kind": cls.kinds[0]}

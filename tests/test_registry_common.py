@@ -20,7 +20,8 @@ def three_steps(s):
 
 
 def model_overrides(name):
-    small = {"resnet18": ["model.width=8"], "vgg": [], "cnn": [], "mlp": ["model.hidden=[16]"]}
+    small = {"resnet18": ["model.width=8"], "vgg": [], "cnn": [], "mlp": ["model.hidden=[16]"],
+             "custom": ["model.factory=tests.user_code:make_mlp"]}
     return [f"model={{name: {name}}}"] + small.get(name, [])
 
 
@@ -41,7 +42,8 @@ def test_model_trains_and_state_round_trips(name):
 
 @pytest.mark.parametrize("name", IMAGE_FAMILIES)
 def test_family_builds_deterministic_tasks(name):
-    cfg = resolve(None, BASE + [f"tasks={{family: {name}, count: 2}}", "model.hidden=[16]"])
+    own = {"custom": ["tasks.factory=tests.user_code:FirstHalf"]}  # user code, tests/user_code.py
+    cfg = resolve(None, BASE + [f"tasks={{family: {name}, count: 2}}", "model.hidden=[16]", *own.get(name, [])])
     s = loop.setup(cfg)
     a, b = s.family.make_task(s.base, 0, 1), s.family.make_task(s.base, 0, 1)
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_train, b.y_train)

@@ -1,0 +1,1 @@
+"""Examples of user code for plasticlab (docs/custom.md). Each module imports only torch."""
