@@ -42,18 +42,29 @@ class ArrayUnpickler(pickle.Unpickler):
         return ALLOWED[(module, name)]
 
 
-def load_batch(path: Path, label_key: bytes, classes: int, fix: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read one CIFAR pickle: images (N, 3, 32, 32) uint8 and labels (N,) int64 in [0, classes)."""
+def load_batch(path: Path, label_key: bytes, classes: int, fix: str,
+               first_label: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Read one CIFAR-layout batch: images (N, 3, 32, 32) uint8 and labels (N,) int64 in [0, classes).
+
+    Also reads the downsampled-ImageNet batches (``imagenet32``): Python 3 pickles with str keys, or
+    ``.npz`` archives of the same arrays, and labels counted from ``first_label`` (1 there).
+    """
 
     def bad(why: str) -> UserError:
         return UserError(f"corrupt data file {path}: {why} (run `{fix}`)")
 
     try:
-        with open(path, "rb") as f:
-            d = ArrayUnpickler(f, encoding="bytes").load()
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                d = {k: z[k] for k in z.files}
+        else:
+            with open(path, "rb") as f:
+                d = ArrayUnpickler(f, encoding="bytes").load()
     # why: a damaged pickle can fail with almost any exception type (EOFError, KeyError, ValueError, ...)
     except Exception as e:
         raise bad(f"cannot unpickle ({type(e).__name__}: {e})") from None
+    if isinstance(d, dict):
+        d = {k.encode() if isinstance(k, str) else k: v for k, v in d.items()}
     if not isinstance(d, dict) or b"data" not in d or label_key not in d:
         raise bad(f"expected a dict with keys b'data' and {label_key!r}")
     x, y = np.asarray(d[b"data"]), np.asarray(d[label_key])
@@ -61,9 +72,9 @@ def load_batch(path: Path, label_key: bytes, classes: int, fix: str) -> tuple[np
         raise bad(f"expected uint8 data of shape (N, 3072), got {x.dtype} {x.shape}")
     if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
         raise bad(f"expected {len(x)} integer labels, got {y.dtype} {y.shape}")
-    if len(y) and (y.min() < 0 or y.max() >= classes):
-        raise bad(f"labels span {y.min()}..{y.max()}, expected 0..{classes - 1}")
-    return x.reshape(-1, 3, 32, 32), y.astype(np.int64)
+    if len(y) and (y.min() < first_label or y.max() >= first_label + classes):
+        raise bad(f"labels span {y.min()}..{y.max()}, expected {first_label}..{first_label + classes - 1}")
+    return x.reshape(-1, 3, 32, 32), y.astype(np.int64) - first_label
 
 
 def read_cifar(folder: Path, name: str, sub: str, train: list[str], test: list[str], label_key: bytes,

@@ -6,6 +6,7 @@ import gzip
 import io
 import struct
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +82,23 @@ def py2_cifar_pickle(data: np.ndarray, labels: list[int], label_key: bytes = b"l
              + s(np.ascontiguousarray(data, np.uint8).tobytes()) + b"tb")
     label_list = b"]" + b"(" + b"".join(i(v) for v in labels) + b"e"
     return b"\x80\x02}(" + s(b"data") + array + s(label_key) + label_list + b"u."
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    """A .zip holding regular files ``members`` (name → content)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def imagenet32_batch(seed: int, n: int, mean: bool = True) -> dict:
+    """A downsampled-ImageNet batch as Chrabaszcz et al.'s script writes it (Python 3 pickle, str
+    keys): 'data' (n, 3072) uint8, 'labels' a list of ints 1…1000, and 'mean' in training batches."""
+    rng = np.random.default_rng(seed)
+    d = {"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+         "labels": [int(v) for v in rng.integers(1, 1001, size=n)]}
+    if mean:
+        d["mean"] = d["data"].mean(0)
+    return d
