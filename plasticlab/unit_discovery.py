@@ -116,7 +116,8 @@ class AutoMap:
     skipped: list[tuple[str, str]]
     """(layer, reason) of every activation (or functional activation) that is not a unit layer."""
     head: str | None
-    """Path of the ``Linear`` whose output is the model's output, or None."""
+    """Path of the ``Linear`` (called once, weights not tied) whose output is the model's output,
+    or None."""
     how: str
     """``fx``, ``forward`` (recorded forward of an example input) or the capture error."""
 
@@ -539,17 +540,19 @@ class _Analysis:
         if out is None or len(out.inputs) != 1:
             return None
         op = self.ops[out.inputs[0]]
-        if op.kind == "module" and isinstance(op.module, nn.Linear) and self.calls[id(op.module)] == 1:
+        if (op.kind == "module" and isinstance(op.module, nn.Linear) and self.calls[id(op.module)] == 1
+                and all(len(self.names[id(p)]) == 1 for p in op.module.parameters())):
             return op.name
         return None
 
 
 def measured_init(model: nn.Module, min_entries: int = 64) -> dict[str, tuple[str, float]]:
     """``{parameter name: (kind, scale)}`` read from the current values of every Linear/Conv
-    weight and bias with at least ``min_entries`` entries — call it on a freshly initialised model.
+    weight and bias — call it on a freshly initialised model.
 
-    All zeros → ``zeros``; all ones → ``ones``; otherwise the excess kurtosis tells uniform (−1.2)
-    from normal (0): below −0.6 → ``uniform`` with bound √3·std, else ``normal`` with the std.
+    All zeros → ``zeros``; all ones → ``ones``; otherwise, for tensors of at least ``min_entries``
+    entries (smaller ones keep the default), the excess kurtosis tells uniform (−1.2) from normal
+    (0): below −0.6 → ``uniform`` with bound √3·std, else ``normal`` with the std.
     """
     out: dict[str, tuple[str, float]] = {}
     for name, m in model.named_modules():
@@ -558,13 +561,11 @@ def measured_init(model: nn.Module, min_entries: int = 64) -> dict[str, tuple[st
         for pname, p in m.named_parameters(recurse=False):
             t = p.detach().double().flatten()
             key = f"{name}.{pname}" if name else pname
-            if t.numel() < min_entries:
-                continue
             if bool((t == 0).all()):
                 out[key] = ("zeros", 0.0)
             elif bool((t == 1).all()):
                 out[key] = ("ones", 0.0)
-            else:
+            elif t.numel() >= min_entries:
                 std = t.std().item()
                 kurt = (((t - t.mean()) / std) ** 4).mean().item() - 3.0
                 out[key] = ("uniform", math.sqrt(3.0) * std) if kurt < -0.6 else ("normal", std)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "plasticlab"
 LAYERS = {
-    "registry": 0, "seeding": 0, "config": 0, "units": 0, "augment": 0,
+    "registry": 0, "seeding": 0, "config": 0, "units": 0, "unit_discovery": 0, "augment": 0,
     "data": 1, "tasks": 2, "language": 2, "envs": 3,
     "models": 4, "methods": 4, "diagnostics": 4,
     "engine": 5, "store": 6,
