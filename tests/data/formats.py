@@ -102,3 +102,34 @@ def imagenet32_batch(seed: int, n: int, mean: bool = True) -> dict:
     if mean:
         d["mean"] = d["data"].mean(0)
     return d
+
+
+def jpeg(colour: tuple[int, int, int] | int, size: int = 64) -> bytes:
+    """A ``size``×``size`` JPEG of one colour (an int: a greyscale JPEG)."""
+    from PIL import Image
+
+    mode = "L" if isinstance(colour, int) else "RGB"
+    buf = io.BytesIO()
+    Image.new(mode, (size, size), colour).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def tiny_imagenet_members(wnids: list[str], train: int, val: int) -> dict[str, bytes]:
+    """The files of a Tiny-ImageNet distribution (paths inside the zip) with ``train``/``val`` images
+    per class. Image i of class c is the colour (40·c, 10·i, 200) — val images use blue 100 — except
+    that the first training image of the last class is greyscale (value 77), as some real ones are."""
+    root = "tiny-imagenet-200"
+    files = {f"{root}/wnids.txt": "\n".join(wnids).encode() + b"\n", f"{root}/words.txt": b"n0\tthing\n"}
+    ann = []
+    for c, w in enumerate(wnids):
+        for i in range(train):
+            grey = c == len(wnids) - 1 and i == 0
+            files[f"{root}/train/{w}/images/{w}_{i}.JPEG"] = jpeg(77 if grey else (40 * c, 10 * i, 200))
+        files[f"{root}/train/{w}/{w}_boxes.txt"] = b""
+        for i in range(val):
+            name = f"val_{c * val + i}.JPEG"
+            files[f"{root}/val/images/{name}"] = jpeg((40 * c, 10 * i, 100))
+            ann.append(f"{name}\t{w}\t0\t0\t63\t63")
+    files[f"{root}/val/val_annotations.txt"] = "\n".join(ann).encode() + b"\n"
+    files[f"{root}/test/images/test_0.JPEG"] = jpeg((1, 2, 3))
+    return files
