@@ -113,11 +113,25 @@ def load_base(cfg: RunConfig, device: torch.device):
                         device=device)
 
 
-def schedule_of(cfg: RunConfig, base) -> tuple[int, object]:
-    """(training examples per task, the phase schedule) of ``cfg`` on its loaded data ``base``."""
-    family = cfg.tasks
+def task_sizes(family, base, seed: int) -> list[int]:
+    """Training examples of each task: ``family.task_size(base, seed, t)`` where the family declares
+    it (tasks of different sizes), else one size for all (``family.n_train(base)`` or the base's)."""
+    if hasattr(family, "task_size"):
+        return [family.task_size(base, seed, t) for t in range(family.count)]
     n_train = family.n_train(base) if hasattr(family, "n_train") else base.x_train.shape[0]
-    return n_train, build_schedule(cfg.environment, family.count, steps_per_epoch(n_train, cfg.optim.batch_size))
+    return [n_train] * family.count
+
+
+def schedule_of(cfg: RunConfig, base) -> tuple[int, object]:
+    """(task 0's training examples, the phase schedule) of ``cfg`` on its loaded data ``base``.
+
+    A task's epoch is its own size: S_t = ⌊N_t/B⌋ (one S for all when the sizes agree)."""
+    sizes = task_sizes(cfg.tasks, base, cfg.seed)
+    if hasattr(cfg.tasks, "task_size") and cfg.diagnostics.probe_steps:
+        raise UserError(f"config: diagnostics.probe_steps: not for tasks.family={cfg.tasks.family}, whose tasks "
+                        "differ in size; set it to 0")
+    spe = [steps_per_epoch(n, cfg.optim.batch_size) for n in sizes]
+    return sizes[0], build_schedule(cfg.environment, cfg.tasks.count, spe)
 
 
 def setup(cfg: RunConfig, device: torch.device | None = None, *, base: object | None = None,

@@ -38,14 +38,27 @@ class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-def batch_indices(s: Setup, step: int, cache: dict) -> torch.Tensor:
-    """Indices of step's batch: epoch j = step // S is a permutation drawn from (seed, j)."""
-    spe, bs = s.schedule.steps_per_epoch, s.cfg.optim.batch_size
-    j, b = divmod(step, spe)
-    if cache.get("epoch") != j:
-        g = generator(s.cfg.seed, "shuffle", j, device=s.device)
-        cache["perm"] = torch.randperm(s.n_train, generator=g, device=s.device)
-        cache["epoch"] = j
+def batch_indices(s: Setup, step: int, cache: dict, t: int = 0) -> torch.Tensor:
+    """Indices of step's batch (into task t's own training set).
+
+    Tasks of one size: epoch j = step // S is a permutation of N drawn from (seed, j), so an epoch
+    may run across a task boundary. Tasks of different sizes (``schedule.epoch_steps``): epoch j of
+    task t counts from the task's first step and is a permutation of N_t drawn from (seed, t, j).
+    """
+    sched, bs = s.schedule, s.cfg.optim.batch_size
+    if sched.epoch_steps:
+        if cache.get("task") != t:
+            cache["task"], cache["first"] = t, sched.first_step(t)
+        j, b = divmod(step - cache["first"], sched.epoch_steps[t])
+        key = (t, j)
+    else:
+        j, b = divmod(step, sched.steps_per_epoch)
+        key = (j,)
+    if cache.get("epoch") != key:
+        n = s.task(t).n_train if sched.epoch_steps else s.n_train
+        g = generator(s.cfg.seed, "shuffle", *key, device=s.device)
+        cache["perm"] = torch.randperm(n, generator=g, device=s.device)
+        cache["epoch"] = key
     return cache["perm"][b * bs : (b + 1) * bs]
 
 
@@ -58,7 +71,7 @@ def augment_batch(x: torch.Tensor, cfg, step: int, device) -> torch.Tensor:
 
 def batch(s: Setup, phase, old, new, step: int, cache: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Member ``s``'s (x, target) of ``step``: the environment's mix of tasks, then augmentation."""
-    x, target = s.env.batch(phase, old, new, batch_indices(s, step, cache))
+    x, target = s.env.batch(phase, old, new, batch_indices(s, step, cache, phase.task))
     if s.cfg.augment.enabled:
         x = augment_batch(x, s.cfg, step, s.device)
     if s.cfg.engine.channels_last and x.ndim == 4:
@@ -83,7 +96,9 @@ def measure_task(s: Setup, t: int, end: bool = False) -> dict:
     row = s.family.measure(s.model, task, s.cfg.engine.eval_batch_size)
     s.model.train()
     if s.probe_idx is not None:
-        px, py = task.x_train[s.probe_idx], task.y_train[s.probe_idx]
+        idx = s.probe_idx if task.n_train == s.n_train else diagnostics.probe_indices(
+            s.cfg.seed, task.n_train, s.cfg.diagnostics.probe_size, s.device)  # tasks of different sizes
+        px, py = task.x_train[idx], task.y_train[idx]
         row.update(diagnostics.measure(s.model, s.unit_map, px, py, s.family.loss, s.cfg.diagnostics,
                                        init=s.init_params))
     d = s.cfg.diagnostics
@@ -128,6 +143,7 @@ def run(members: list[Setup], sinks: list[Sink], *, saves: list[Callable[[dict],
     every = [s.cfg.diagnostics.every if isinstance(s.cfg.diagnostics.every, int) else 0 for s in members]
     online_every = [s.cfg.diagnostics.online_every for s in members]
     ckpt_every = [s.cfg.engine.checkpoint_every for s in members]
+    scored = [getattr(s.family, "accuracy", True) for s in members]
 
     def interrupt(at: int) -> None:
         for k in live:
@@ -165,8 +181,8 @@ def run(members: list[Setup], sinks: list[Sink], *, saves: list[Callable[[dict],
                 done = step + 1
                 for r in rows:
                     r["steps"] += 1
-                if rows[0]["steps"] == sched.steps_per_epoch or done == phase.end:
-                    flush_rows(sinks, acc, rows, t, phase, done, status)
+                if rows[0]["steps"] == sched.epoch_length(t) or done == phase.end:
+                    flush_rows(sinks, acc, rows, t, phase, done, status, scored)
                     live = [k for k in live if status[k] is None]
                     if not live:
                         return status
@@ -196,8 +212,9 @@ def run(members: list[Setup], sinks: list[Sink], *, saves: list[Callable[[dict],
 
 
 def flush_rows(sinks: list[Sink], acc: torch.Tensor, rows: list[dict], t: int, phase, done: int,
-               status: list) -> None:
-    """Every live member's epoch row (one host sync for all); a non-finite loss marks it diverged."""
+               status: list, scored: list[bool]) -> None:
+    """Every live member's epoch row (one host sync for all); a non-finite loss marks it diverged.
+    ``train_acc`` is null for a member whose family declares ``accuracy = False`` (regression)."""
     values = acc.tolist()  # SYNC: once per epoch row, for all members
     for k, (loss_sum, correct, n) in enumerate(values):
         row = rows[k]
@@ -207,7 +224,7 @@ def flush_rows(sinks: list[Sink], acc: torch.Tensor, rows: list[dict], t: int, p
             else:
                 sinks[k]({"event": "epoch", "task": t, "epoch": row["epoch"], "alpha": phase.alpha,
                           "phase": phase.kind, "step": done, "steps": row["steps"], "train_loss": loss_sum / n,
-                          "train_acc": correct / n})
+                          "train_acc": correct / n if scored[k] else None})
         row["epoch"] += 1
         row["steps"] = 0
     acc.zero_()

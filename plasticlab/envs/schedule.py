@@ -14,11 +14,15 @@ Lengths (S = steps per epoch, E = ``epochs_per_task``, k = ``transition.length``
 * with ``compute_matched`` every task gets P + R steps in every kind: abrupt tasks are trained
   P + R steps, and gradual task 0 (no predecessor) gets P + R pure steps. Totals are then equal
   to the step. Without it, abrupt and task 0 get P steps.
+
+Tasks of different sizes (a family with ``task_size``, e.g. ``class-incremental``) have their own
+S_t = ⌊N_t/B⌋, so P, R and the epoch rows of task t count in task t's epochs.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -66,7 +70,14 @@ def split_steps(total: int, parts: int) -> list[int]:
 class Schedule:
     phases: tuple[Phase, ...]
     steps_per_epoch: int
+    """S of every task (task 0's when tasks differ in size)."""
     tasks: int
+    epoch_steps: tuple[int, ...] = ()
+    """S_t per task when tasks differ in size; empty when every task has ``steps_per_epoch``."""
+
+    def epoch_length(self, task: int) -> int:
+        """Steps per epoch of ``task``."""
+        return self.epoch_steps[task] if self.epoch_steps else self.steps_per_epoch
 
     @property
     def total_steps(self) -> int:
@@ -86,15 +97,19 @@ class Schedule:
                     self.phases[-1].task if self.phases else 0)
 
 
-def build_schedule(env: EnvironmentConfig, tasks: int, steps_per_epoch: int) -> Schedule:
-    """The phases of a run of ``tasks`` tasks (module docstring gives the arithmetic)."""
-    pure = max(1, round(env.epochs_per_task * steps_per_epoch))
-    trans = round(env.transition.length * env.epochs_per_task * steps_per_epoch)
+def build_schedule(env: EnvironmentConfig, tasks: int, steps_per_epoch: int | Sequence[int]) -> Schedule:
+    """The phases of a run of ``tasks`` tasks (module docstring gives the arithmetic).
+
+    ``steps_per_epoch``: S of every task, or S_t per task (a sequence of ``tasks`` values).
+    """
+    spe = [steps_per_epoch] * tasks if isinstance(steps_per_epoch, int) else list(steps_per_epoch)
     gradual = env.kind != "abrupt"
     alphas = alpha_grid(env.transition.step) if gradual else []
     phases: list[Phase] = []
     at = 0
     for t in range(tasks):
+        pure = max(1, round(env.epochs_per_task * spe[t]))
+        trans = round(env.transition.length * env.epochs_per_task * spe[t])
         if gradual and t > 0:
             for a, n in zip(alphas, split_steps(trans, len(alphas)), strict=True):
                 if n > 0:
@@ -107,7 +122,8 @@ def build_schedule(env: EnvironmentConfig, tasks: int, steps_per_epoch: int) -> 
             n = pure
         phases.append(Phase(t, "task", None, at, n))
         at += n
-    return Schedule(tuple(phases), steps_per_epoch, tasks)
+    varied = () if len(set(spe)) <= 1 else tuple(spe)
+    return Schedule(tuple(phases), spe[0] if spe else 1, tasks, varied)
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
@@ -125,7 +141,11 @@ def describe(schedule: Schedule) -> str:
     for p in schedule.phases:
         a = "-" if p.alpha is None else f"{p.alpha:.3g}"
         rows.append(f"{p.task:>5} {p.kind:<10} {a:>6} {p.start:>9} {p.steps:>8} "
-                    f"{p.steps / schedule.steps_per_epoch:>8.3g}")
-    rows.append(f"total steps {schedule.total_steps} ({schedule.steps_per_epoch} steps per epoch, "
-                f"{math.ceil(schedule.total_steps / schedule.steps_per_epoch)} epochs)")
+                    f"{p.steps / schedule.epoch_length(p.task):>8.3g}")
+    if schedule.epoch_steps:
+        rows.append(f"total steps {schedule.total_steps} ({min(schedule.epoch_steps)}–{max(schedule.epoch_steps)} "
+                    "steps per epoch: tasks differ in size)")
+    else:
+        rows.append(f"total steps {schedule.total_steps} ({schedule.steps_per_epoch} steps per epoch, "
+                    f"{math.ceil(schedule.total_steps / schedule.steps_per_epoch)} epochs)")
     return "\n".join(rows)

@@ -2,8 +2,12 @@
 
 A family (registered in ``registry.FAMILIES``) is a dataclass whose fields are its config
 section (``family``, ``count`` and its own options). ``make_task(base, seed, t)`` returns task t
-as device tensors indexed like the base training set: example i of every task comes from base
-example i, so gradual environments can blend or mix tasks per example.
+as device tensors. The image families index them like the base training set (example i of every
+task comes from base example i), which the gradual environments that blend example i of two
+tasks need; a family whose tasks hold their own examples lists only the kinds that fit in
+``kinds``, and one whose tasks differ in size declares ``task_size(base, seed, t)`` (the engine
+then gives each task its own epochs; ``class-incremental``). Optional declarations:
+``uses_data``, ``cross_entropy`` (below), ``accuracy = False`` (a regression: no ``*_acc``).
 """
 
 from __future__ import annotations
