@@ -42,12 +42,18 @@ class Slice:
     group: int = 1
     is_weight: bool = True
     """A weight matrix/kernel (as opposed to a bias, norm parameter or buffer)."""
+    blocks: int = 1
+    """The axis ``dim`` holds this many consecutive copies of the (units × group) layout, and unit
+    ``i`` owns its group in each: e.g. the consumer of a concatenated activation [relu(x), relu(−x)]
+    reads unit i at columns i and i + units (``blocks=2``)."""
 
     def rows(self) -> torch.Tensor:
-        """View as (units, everything else) — each row is one unit's entries."""
+        """(units, everything else) — each row is one unit's entries (a view when ``blocks`` is 1)."""
         t = self.tensor.movedim(self.dim, 0)
-        n = t.shape[0] // self.group
-        return t.reshape(n, -1)
+        if self.blocks == 1:
+            return t.reshape(t.shape[0] // self.group, -1)
+        t = t.reshape(self.blocks, t.shape[0] // (self.blocks * self.group), -1)
+        return t.transpose(0, 1).reshape(t.shape[1], -1)
 
     @property
     def init_std(self) -> float:
@@ -73,6 +79,7 @@ class Slice:
     def unit_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """Broadcast a (units,) bool mask to a mask of this tensor's shape."""
         m = mask.repeat_interleave(self.group) if self.group > 1 else mask
+        m = m.repeat(self.blocks) if self.blocks > 1 else m
         shape = [1] * self.tensor.ndim
         shape[self.dim] = m.numel()
         return m.view(shape).expand_as(self.tensor)

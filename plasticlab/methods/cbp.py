@@ -39,12 +39,15 @@ from plasticlab.units import Slice, UnitLayer, reinit_units
 def next_bias(model: nn.Module, out_weight: Slice) -> torch.Tensor | None:
     """The bias of the module that owns the outgoing weight (its dim 0 = the next layer's units).
 
-    None when that module has no bias or the weight is not laid out as (next units, this unit, …).
+    None when that module has no bias or the weight is not laid out as (next units, this unit, …),
+    and for a unit read in several blocks (CReLU: relu(x) and relu(−x) have different means, and the
+    unit map records only x), so no correction is made there.
     """
     for module in model.modules():
         if getattr(module, "weight", None) is out_weight.tensor:
             bias = getattr(module, "bias", None)
-            if bias is not None and out_weight.dim != 0 and bias.shape == out_weight.tensor.shape[:1]:
+            if (bias is not None and out_weight.dim != 0 and out_weight.blocks == 1
+                    and bias.shape == out_weight.tensor.shape[:1]):
                 return bias
             return None
     return None

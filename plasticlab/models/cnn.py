@@ -10,6 +10,7 @@ Architecture (input (B, C, H, W))::
 Each 2×2 pool is skipped once H or W is below 2, and the adaptive pool fixes the flattened size,
 so one model accepts 8×8, 28×28 and 32×32 inputs (and transfers between them). Init: PyTorch
 defaults (``models/layers.py``). Unit map: every conv channel and every hidden neuron is a unit.
+With ``activation: crelu`` a layer of c units outputs 2c channels/features (widths are not halved).
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ from plasticlab.models.layers import (
     flat_norm,
     image_shape,
     linear_column_slices,
+    out_width,
+    read_by,
+    unit_activation,
 )
-from plasticlab.models.mlp import ACTIVATIONS
+from plasticlab.models.mlp import ACTIVATIONS, Activation
 from plasticlab.units import Slice, UnitLayer, linear_slices, norm_slices
 
 
@@ -51,7 +55,8 @@ class CNNSpec:
     (GroupNorm with 1 group on conv maps, LayerNorm on hidden Linear layers)."""
     groups: int = field(default=8, metadata=bounds(ge=1))
     """Groups of ``groupnorm``; must divide every width."""
-    activation: Literal["relu", "tanh", "leaky_relu", "gelu"] = "relu"
+    activation: Activation = "relu"
+    """``crelu``: [relu(x), relu(−x)] — each channel/unit gives two, the next layer's fan-in doubles."""
     spatial: int = field(default=1, metadata=bounds(ge=1))
     """Side s of the adaptive average pool before flattening (features C_last·s²)."""
     hidden: list[int] = field(default_factory=list, metadata=bounds(ge=1))
@@ -92,7 +97,7 @@ class ConvNet(nn.Module):
             self.norms.append(conv_norm(norm, c, groups))
             self.acts.append(ACTIVATIONS[activation]())
             self.pools.append(HalvingPool(pool) if p else nn.Identity())
-            width = c
+            width = c * out_width(self.acts[-1])
         self.spatial = spatial
         self.avgpool = nn.AdaptiveAvgPool2d(spatial)
         self.linears, self.lin_norms, self.lin_acts = (nn.ModuleList() for _ in range(3))
@@ -101,11 +106,11 @@ class ConvNet(nn.Module):
             self.linears.append(nn.Linear(width, h))
             self.lin_norms.append(flat_norm(norm, h, groups))
             self.lin_acts.append(ACTIVATIONS[activation]())
-            width = h
+            width = h * out_width(self.lin_acts[-1])
         self.head = nn.Linear(width, n_out)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate features (B, D): D = hidden[-1], or C_last·spatial² without hidden layers."""
+        """Penultimate features (B, D): D = hidden[-1], or C_last·spatial² without hidden layers (×2 with CReLU)."""
         h = x
         for conv, norm, act, pool in zip(self.convs, self.norms, self.acts, self.pools, strict=True):
             h = pool(act(norm(conv(h))))
@@ -120,7 +125,8 @@ class ConvNet(nn.Module):
     def unit_layers(self) -> list[UnitLayer]:
         """Conv layer i: units = its output channels; incoming = kernel[c] + bias + norm entries;
         outgoing = next conv's kernel[:, c], or the columns of the first Linear reading the
-        flattened map (``group = spatial²``). Hidden Linear layers as in the MLP."""
+        flattened map (``group = spatial²``). Hidden Linear layers as in the MLP. With CReLU the
+        outgoing slices have ``blocks=2`` and the activation is the CReLU's input (``unit_activation``)."""
         layers = []
         first_lin = self.linears[0] if len(self.linears) else self.head
         for i, (conv, norm, act) in enumerate(zip(self.convs, self.norms, self.acts, strict=True)):
@@ -129,11 +135,13 @@ class ConvNet(nn.Module):
             else:
                 outgoing = linear_column_slices(first_lin, group=self.spatial**2)
             incoming: list[Slice] = conv_slices(conv, 0) + norm_slices(norm)
-            layers.append(UnitLayer(f"conv{i}", conv.out_channels, incoming, outgoing, act))
+            layers.append(UnitLayer(f"conv{i}", conv.out_channels, incoming, read_by(act, outgoing),
+                                    unit_activation(act)))
         nxt = [*self.linears[1:], self.head]
         for i, (lin, norm, act) in enumerate(zip(self.linears, self.lin_norms, self.lin_acts, strict=True)):
             incoming = linear_slices(lin, 0) + norm_slices(norm)
-            layers.append(UnitLayer(f"hidden{i}", lin.out_features, incoming, linear_slices(nxt[i], 1), act))
+            layers.append(UnitLayer(f"hidden{i}", lin.out_features, incoming, read_by(act, linear_slices(nxt[i], 1)),
+                                    unit_activation(act)))
         return layers
 
     def head_slices(self) -> list[Slice]:

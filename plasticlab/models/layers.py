@@ -9,6 +9,7 @@ running variances at 1.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Literal
 
@@ -71,6 +72,42 @@ class HalvingPool(nn.Module):
 
     def extra_repr(self) -> str:
         return self.kind
+
+
+class CReLU(nn.Module):
+    """Concatenated ReLU (Shang et al. 2016; Abbas et al. 2023): x ↦ [relu(x), relu(−x)] along dim 1.
+
+    The output has twice the units of the input: unit i is read at i and i + units. ``units`` is an
+    identity on the input, the module the unit map names as the units' activation: |x| = relu(x) +
+    relu(−x) is the sum of a unit's two outputs, so dormancy (mean |activation|) and ReDo's score see
+    a unit as dormant only when both halves are. # why: the output (B, 2·units) has no per-unit axis.
+    """
+
+    width = 2
+    """Output units per input unit."""
+
+    def __init__(self):
+        super().__init__()
+        self.units = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.units(x)
+        return torch.cat([x, -x], dim=1).relu()
+
+
+def out_width(act: nn.Module) -> int:
+    """Outputs per unit of an activation module (2 for CReLU, else 1)."""
+    return getattr(act, "width", 1)
+
+
+def unit_activation(act: nn.Module) -> nn.Module:
+    """The module whose output is the units' activation (CReLU: its ``units`` identity)."""
+    return act.units if isinstance(act, CReLU) else act
+
+
+def read_by(act: nn.Module, slices: list[Slice]) -> list[Slice]:
+    """The consumer's slices of units passed through ``act``: ``blocks`` = its outputs per unit."""
+    return [dataclasses.replace(s, blocks=out_width(act)) for s in slices]
 
 
 def image_shape(model: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:

@@ -2,6 +2,8 @@
 
 Initialisation is PyTorch's default for ``nn.Linear`` (weights and biases ~ U(±1/√fan_in)),
 norm gains 1 and biases 0. This is the Liu & Mou MLP (784→256×4→C, LayerNorm, ReLU).
+With ``activation: crelu`` each hidden layer still has ``hidden[i]`` units and outputs
+2·hidden[i] values [relu(x), relu(−x)], so the next layer's fan-in doubles (widths are not halved).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from torch import nn
 
 from plasticlab import registry
 from plasticlab.config import bounds
+from plasticlab.models.layers import CReLU, out_width, read_by, unit_activation
 from plasticlab.units import Slice, UnitLayer, linear_slices, norm_slices
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU}
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "crelu": CReLU}
+Activation = Literal["relu", "tanh", "leaky_relu", "gelu", "crelu"]
 
 
 @registry.register(registry.MODELS, "mlp")
@@ -24,14 +28,18 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "ge
 class MLPSpec:
     """Config of the ``mlp`` model."""
 
-    packable = True
-    """K MLPs of one architecture train as one batched model (``MLP.stack``, packed sweeps)."""
-
     name: str = "mlp"
     hidden: list[int] = field(default_factory=lambda: [256, 256, 256, 256], metadata=bounds(ge=1, min_length=1))
     """Widths of the hidden layers."""
     norm: Literal["none", "layernorm", "batchnorm"] = "layernorm"
-    activation: Literal["relu", "tanh", "leaky_relu", "gelu"] = "relu"
+    activation: Activation = "relu"
+    """``crelu``: [relu(x), relu(−x)] — each unit gives two outputs, the next layer's fan-in doubles."""
+
+    @property
+    def packable(self) -> bool:
+        """K MLPs of one architecture train as one batched model (``MLP.stack``, packed sweeps);
+        the batched model has no CReLU."""
+        return self.activation != "crelu"
 
     def build(self, input_shape: tuple[int, ...], n_out: int) -> nn.Module:
         return MLP(math.prod(input_shape), self.hidden, n_out, norm=self.norm, activation=self.activation)
@@ -52,11 +60,11 @@ class MLP(nn.Module):
             self.norms.append({"none": nn.Identity, "layernorm": nn.LayerNorm, "batchnorm": nn.BatchNorm1d}[norm](h)
                               if norm != "none" else nn.Identity())
             self.acts.append(ACTIVATIONS[activation]())
-            width = h
+            width = h * out_width(self.acts[-1])
         self.head = nn.Linear(width, n_out)
 
     def features(self, x):
-        """Penultimate features (B, hidden[-1])."""
+        """Penultimate features (B, hidden[-1]; 2·hidden[-1] with CReLU)."""
         h = x.flatten(1)
         for lin, norm, act in zip(self.linears, self.norms, self.acts, strict=True):
             h = act(norm(lin(h)))
@@ -70,7 +78,8 @@ class MLP(nn.Module):
         nxt = [*self.linears[1:], self.head]
         for i, (lin, norm, act) in enumerate(zip(self.linears, self.norms, self.acts, strict=True)):
             incoming: list[Slice] = linear_slices(lin, 0) + norm_slices(norm)
-            layers.append(UnitLayer(f"hidden{i}", lin.out_features, incoming, linear_slices(nxt[i], 1), act))
+            layers.append(UnitLayer(f"hidden{i}", lin.out_features, incoming, read_by(act, linear_slices(nxt[i], 1)),
+                                    unit_activation(act)))
         return layers
 
     def head_slices(self) -> list[Slice]:
