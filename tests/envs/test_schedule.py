@@ -55,3 +55,12 @@ def test_not_compute_matched_abrupt_gets_E():
 def test_fractional_epochs_counted_in_steps():
     s = build_schedule(env("abrupt", E=0.5, k=0.0), 2, 7)
     assert [p.steps for p in s.phases] == [4, 4]
+
+
+def test_tasks_of_different_sizes_get_their_own_epochs():
+    s = build_schedule(env("abrupt", E=2.0, matched=False), 3, [5, 10, 7])
+    assert [p.steps for p in s.phases] == [10, 20, 14] and [p.start for p in s.phases] == [0, 10, 30]
+    assert s.epoch_steps == (5, 10, 7) and [s.epoch_length(t) for t in range(3)] == [5, 10, 7]
+    same = build_schedule(env("task-sampling"), 3, [6, 6, 6])
+    assert same == build_schedule(env("task-sampling"), 3, 6) and same.epoch_steps == ()
+    assert same.epoch_length(2) == 6
