@@ -150,7 +150,7 @@ SYNCS = ["item", "tolist", "cpu", "numpy", "nonzero", "__bool__", "__float__", "
 def test_no_host_sync_in_extra_loss_add_grad_and_after_step(name, monkeypatch):
     """In a real step (warm state: CBP has mature units, …) the method's own per-step hooks never sync."""
     s = tiny(busy(name), tasks=1, steps_per_task=8)
-    run_until(s, 4)
+    run_until(s, 5)
     m = s.methods[0]
 
     def guarded(hook):
@@ -166,7 +166,7 @@ def test_no_host_sync_in_extra_loss_add_grad_and_after_step(name, monkeypatch):
     for h in calls:  # the spies record the calls; the guards sit between the spies and the hooks
         real = m.__dict__[h]
         setattr(m, h, guarded(real))
-    step(s, 4)  # 4 is a multiple of every busy cadence (redo, shrink-perturb: every 2)
+    step(s, 5)  # the run's 6th step: due for every busy cadence (redo, shrink-perturb: every 2)
     if m.per_step:
         assert all(len(c) == 1 for c in calls.values()), calls
     else:
