@@ -270,27 +270,29 @@ def capture_forward(model: nn.Module, example_input: Any) -> list[Op]:
     def pre(_m, _a):
         rec.depth += 1
 
-    def post(m, a, out, name):
+    def post(m, a, kw, out, name):
         rec.depth -= 1
         if rec.depth == 0:
-            rec.add(Op("module", name, rec.inputs(a), m), out)
+            rec.add(Op("module", name, rec.inputs(a, kw), m), out)
 
     def walk(m: nn.Module, prefix: str) -> None:
         if is_leaf(m):
             handles.append(m.register_forward_pre_hook(pre))
-            handles.append(m.register_forward_hook(lambda mod, a, out, name=prefix: post(mod, a, out, name)))
+            handles.append(m.register_forward_hook(lambda mod, a, kw, out, name=prefix: post(mod, a, kw, out, name),
+                                                   with_kwargs=True))
             return
         for n, child in m.named_children():
             walk(child, f"{prefix}.{n}" if prefix else n)
 
     walk(model, "")
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         with torch.no_grad(), rec:
             out = model(*args)
     finally:
-        model.train(was_training)
+        for m, mode in modes:
+            m.training = mode
         for h in handles:
             h.remove()
     ops.append(Op("output", "output", rec.inputs(out)))

@@ -145,6 +145,15 @@ def test_auto_map_equals_cnn(norm):
     assert amap.layers[1].outgoing[0].group == 4  # 16 channels of 2×2 → Linear(64 → 12)
 
 
+def test_recorded_forward_changes_nothing():
+    model = ConvNet(3, [8], 5, pool_after=[True], norm="batchnorm")
+    model.norms[0].eval()  # a mixed mode is kept
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert len(discover(model, torch.randn(4, 3, 8, 8)).layers) == 1
+    assert model.training and not model.norms[0].training and model.convs[0].training
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
 def test_auto_map_equals_vgg():
     model = registry.MODELS["vgg"](depth=11).build((3, 8, 8), 10)
     x = torch.zeros(1, 3, 8, 8)
