@@ -14,25 +14,42 @@ Your own model and task stream are passed as factories (docs/custom.md)::
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
+from plasticlab import registry
 from plasticlab.config import RunConfig, config_hash, dump_yaml, load_config, read_yaml, resume_changes
 from plasticlab.registry import Interrupted, UserError
 from plasticlab.store import provenance
 from plasticlab.store.lifecycle import RunDirectory, graceful_stop
 
 
-def resolve(config: str | Path | dict | RunConfig | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """A validated ``RunConfig`` from a path, mapping, RunConfig or None (the default)."""
-    if isinstance(config, RunConfig):
-        if overrides:
-            from plasticlab.config import to_dict
+def resolve(config: str | Path | dict | RunConfig | None = None, overrides: list[str] | None = None, *,
+            factories: dict[str, str] | None = None) -> RunConfig:
+    """A validated ``RunConfig`` from a path, mapping, RunConfig or None (the default).
 
-            return load_config(to_dict(config), overrides)
-        return config
-    return load_config(config, overrides)
+    ``factories``: ``{"model" | "tasks": factory label}`` (``given_factories``) selects the
+    ``custom`` model / family with that factory before ``overrides`` apply; the section keeps
+    the options the custom component has (``tasks.count``, ``kwargs``), the others go.
+    """
+    if isinstance(config, RunConfig):
+        if not overrides and not factories:
+            return config
+        from plasticlab.config import to_dict
+
+        config = to_dict(config)
+    if not factories:
+        return load_config(config, overrides)
+    raw = {} if config is None else copy.deepcopy(config) if isinstance(config, dict) else read_yaml(config)
+    for section, label in (factories or {}).items():
+        tag, table = ("name", registry.MODELS) if section == "model" else ("family", registry.FAMILIES)
+        keep = {f.name for f in dataclasses.fields(table["custom"])}
+        old = raw.get(section) if isinstance(raw.get(section), dict) else {}
+        raw[section] = {**{k: v for k, v in old.items() if k in keep}, tag: "custom", "factory": label}
+    return load_config(raw, overrides)
 
 
 def make_loggers(cfg: RunConfig, run_dir: Path) -> list:
@@ -54,20 +71,16 @@ def default_out(cfg: RunConfig) -> Path:
     return Path("runs") / f"{stamp}-{cfg.tasks.family}-{cfg.environment.kind}-{config_hash(cfg)}"
 
 
-def factory_overrides(model: Callable | None, tasks: Callable | None) -> list[str]:
-    """``--set`` overrides that select the ``custom`` model / family with the given callables.
+def given_factories(model: Callable | None, tasks: Callable | None) -> dict[str, str]:
+    """``{"model" | "tasks": label}`` of the factories given to ``run`` (for ``resolve``).
 
-    Each callable is recorded under its import path when that path gives it back (the run can
-    then be resumed from the CLI), else as ``in-process:module:qualname`` (``tasks.custom.give``).
+    Each is recorded under its import path when that path gives it back (the run can then be
+    resumed from the CLI), else as ``in-process:module:qualname`` (``tasks.custom.give``).
     """
     from plasticlab.tasks.custom import give
 
-    out = []
-    if model is not None:
-        out += ["model.name=custom", f"model.factory={give(model, 'plasticlab.run(model=...)')}"]
-    if tasks is not None:
-        out += ["tasks.family=custom", f"tasks.factory={give(tasks, 'plasticlab.run(tasks=...)')}"]
-    return out
+    given = {"model": model, "tasks": tasks}
+    return {k: give(fn, f"plasticlab.run({k}=...)") for k, fn in given.items() if fn is not None}
 
 
 def run(config: str | Path | dict | RunConfig | None = None, *, overrides: list[str] | None = None,
@@ -98,8 +111,7 @@ def run(config: str | Path | dict | RunConfig | None = None, *, overrides: list[
     """
     from plasticlab.engine import loop
 
-    given = factory_overrides(model, tasks)
-    overrides = [*(overrides or []), *given]
+    given = given_factories(model, tasks)
     if resume:
         if out is None:
             raise UserError("--resume needs the run directory (plasticlab run --resume DIR)")
@@ -107,11 +119,11 @@ def run(config: str | Path | dict | RunConfig | None = None, *, overrides: list[
         if not rd.is_run():
             raise UserError(f"cannot resume {rd.path}: no config.yaml there (is it a run directory?)")
         old = load_config(read_yaml(rd.path / "config.yaml"))
-        cfg = load_config(read_yaml(rd.path / "config.yaml"), overrides)
-        if config is not None and dump_yaml(resolve(config, given)) != dump_yaml(old):
+        cfg = resolve(rd.path / "config.yaml", overrides, factories=given)
+        if config is not None and dump_yaml(resolve(config, factories=given)) != dump_yaml(old):
             raise UserError(f"cannot resume {rd.path} with a different config (drop CONFIG)")
     else:
-        cfg = resolve(config, overrides)
+        cfg = resolve(config, overrides, factories=given)
         rd = RunDirectory(out if out is not None else default_out(cfg))
         rd.check_empty()
     if device is not None:
@@ -128,7 +140,7 @@ def run(config: str | Path | dict | RunConfig | None = None, *, overrides: list[
         raise
     prov = provenance(str(dev))
     if given:
-        prov["python_factories"] = dict(g.split("=", 1) for g in given if ".factory=" in g)
+        prov["python_factories"] = {f"{k}.factory": label for k, label in given.items()}
     rd.begin(dump_yaml(cfg), prov, make_loggers(cfg, rd.path), state, changed)
     train(rd, members, [state], progress)
     return rd.path

@@ -57,6 +57,24 @@ def test_plain_module_gets_an_automatic_unit_map():
     assert not hasattr(s.model, "unit_layers")
 
 
+def test_init_scales_are_pytorchs_default_measured_or_given():
+    over = BASE + ["model.name=custom", "model.factory=tests.user_code:make_normal_mlp"]
+
+    def fc1_fc2(*more):
+        layers = loop.setup(resolve(None, over + list(more))).unit_map
+        return [(layer.in_weight.init, layer.in_weight.scale) for layer in layers]
+
+    assert fc1_fc2() == [("uniform", 1 / 8), ("uniform", pytest.approx(1 / math.sqrt(32)))]  # fan_in 64, 32
+    (k1, s1), (k2, s2) = fc1_fc2("model.init=measured")
+    assert (k1, k2) == ("normal", "normal")
+    assert s1 == pytest.approx(0.02, rel=0.05) and s2 == pytest.approx(0.02, rel=0.1)  # 2048 and 1024 draws
+    assert fc1_fc2("model.init={fc1.weight: [normal, 0.5]}") == [("normal", 0.5),
+                                                                  ("uniform", pytest.approx(1 / math.sqrt(32)))]
+    for bad in ("sideways", "{fc1.weight: [triangular, 1]}", "{fc1.weight: [normal, -1]}"):
+        with pytest.raises(UserError, match="model.init"):
+            resolve(None, over + [f"model.init={bad}"])
+
+
 @pytest.mark.parametrize("method", UNIT_METHODS)
 def test_unit_methods_and_diagnostics_on_a_plain_module_from_python(tmp_path, method, baseline):
     run_dir = plasticlab.run(None, overrides=BASE + busy(method), out=tmp_path / "r", model=make_mlp)
@@ -229,6 +247,15 @@ def test_cli_bad_factory_exits_2_with_one_line(tmp_path):
             "--out", str(tmp_path / "r"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "model.factory" in r.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_given_factories_keep_the_options_the_custom_component_has():
+    cfg = resolve({"tasks": {"family": "permuted-pixels", "count": 3}, "model": {"name": "mlp", "hidden": [8]}},
+                  ["model.kwargs.hidden=4"], factories={"model": "tests.user_code:make_mlp",
+                                                        "tasks": "tests.user_code:FirstHalf"})
+    assert (cfg.tasks.family, cfg.tasks.count, cfg.tasks.factory) == ("custom", 3, "tests.user_code:FirstHalf")
+    assert (cfg.model.name, cfg.model.factory) == ("custom", "tests.user_code:make_mlp")
+    assert cfg.model.kwargs == {"hidden": 4} and not hasattr(cfg.model, "hidden")
 
 
 def test_give_records_an_import_path_only_when_it_resolves_to_the_same_object():

@@ -23,6 +23,16 @@ def make_mlp(input_shape, n_outputs, hidden=16):
     return TwoLayerNet(n_in, hidden, n_outputs)
 
 
+def make_normal_mlp(input_shape, n_outputs, hidden=32):
+    """make_mlp with its own init: every weight ~ N(0, 0.02²), biases 0 (as GPT-2 does)."""
+    model = make_mlp(input_shape, n_outputs, hidden)
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            nn.init.zeros_(m.bias)
+    return model
+
+
 def not_a_module(input_shape, n_outputs):
     return "a string"
 

@@ -9,8 +9,17 @@ example (e.g. ``(1, 8, 8)``) and the number of outputs, under the run's init see
 torch RNG is seeded from (seed, "init") around the call, so ``nn.Linear``'s default init is
 reproducible); the module maps a batch (B, *input_shape) to (B, n_outputs). The module needs no
 plasticlab import: its unit map (which ReDo, CBP, reset-frozen and the dormant/frozen
-diagnostics read) is derived automatically, including each layer's initialisation scale
-(docs/models.md, "Automatic unit maps"); a module may still define ``unit_layers()`` itself.
+diagnostics read) is derived automatically (``plasticlab.unit_discovery``; docs/models.md,
+"Automatic unit maps"); a module may still define ``unit_layers()`` itself.
+
+Init scales (the distribution a re-drawn unit's weights come from), ``model.init``:
+``default`` — PyTorch's default init of ``Linear``/``Conv`` (U(±1/√fan_in), what their
+``reset_parameters`` draws); ``measured`` — read from the freshly built module itself
+(``unit_discovery.measured_init``: uniform or normal by the kurtosis, with the measured spread),
+for a module that initialises its layers otherwise; or a mapping ``{parameter name: [kind,
+scale]}`` (kind uniform | normal | zeros | ones) that overrides the named parameters. With
+``measured`` or a mapping the built module gets a ``unit_layers()`` that returns the automatic
+map with these scales, measured once at build (before any training).
 
 The path is imported when the config is loaded (``plasticlab.tasks.custom.import_factory``: the
 module must be importable there and in sweep workers). Every build checks the result before
@@ -22,6 +31,8 @@ other than (2, n_outputs) is a one-line ``UserError`` naming ``model.factory``. 
 
 from __future__ import annotations
 
+import math
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,11 +41,14 @@ import torch
 from torch import nn
 
 from plasticlab import registry
+from plasticlab.config import shown
 from plasticlab.registry import UserError
 from plasticlab.tasks.custom import check_call, check_kwargs, import_factory
+from plasticlab.unit_discovery import discover, measured_init
 
 KEY = "model.factory"
 CALL = "factory(input_shape, n_outputs, **kwargs)"
+INIT_KINDS = ("uniform", "normal", "zeros", "ones")
 
 
 @registry.register(registry.MODELS, "custom")
@@ -49,10 +63,21 @@ class CustomModel:
     """``package.module:attribute`` of ``factory(input_shape, n_outputs, **kwargs) -> nn.Module``."""
     kwargs: Any = field(default_factory=dict)
     """Keyword arguments of the factory."""
+    init: Any = "default"
+    """Init scales of re-drawn units: default | measured | {parameter: [kind, scale]} (module docstring)."""
 
     def validate(self, key: str) -> None:
         check_kwargs(self.kwargs, f"{key}.kwargs")  # why: a bad path fails at config load, before anything is written
         check_call(self.function(), 2, self.kwargs, "model", self.factory, CALL)
+        if self.init in ("default", "measured"):
+            return
+        ok = isinstance(self.init, dict) and all(
+            isinstance(k, str) and isinstance(v, list) and len(v) == 2 and v[0] in INIT_KINDS
+            and isinstance(v[1], (int, float)) and not isinstance(v[1], bool) and math.isfinite(v[1]) and v[1] >= 0
+            for k, v in self.init.items())
+        if not ok:
+            raise UserError(f"config: {key}.init: expected default, measured or {{parameter: [kind, scale]}} with kind "
+                            f"one of {', '.join(INIT_KINDS)} and scale ≥ 0, got {shown(self.init)}")
 
     def function(self) -> Callable:
         return import_factory(self.factory, KEY, "plasticlab.run(model=...)")
@@ -65,7 +90,19 @@ class CustomModel:
             raise UserError(f"config: {KEY}={self.factory}: returned {type(model).__name__}, "
                             "expected a torch.nn.Module")
         check_output(model, shape, n_out, self.factory)
+        if self.init != "default":
+            given = self.init if isinstance(self.init, dict) else measured_init(model)
+            model.unit_init_ = ({k: (v[0], float(v[1])) for k, v in given.items()}, shape)
+            model.unit_layers = types.MethodType(mapped_unit_layers, model)
         return model
+
+
+def mapped_unit_layers(model: nn.Module) -> list:
+    """The automatic unit map of ``model`` with the init scales its config gave (``model.unit_init_``)."""
+    init, shape = model.unit_init_
+    p = next(iter(model.parameters()), None)
+    example = torch.zeros(2, *shape, device=p.device if p is not None else "cpu")
+    return discover(model, example, init=init).layers
 
 
 @torch.no_grad()
