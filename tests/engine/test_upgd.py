@@ -87,3 +87,11 @@ def test_through_the_engine_resume_exact_and_seeded():
     other = fresh(1)  # the seeded noise matters: another seed trains to other weights
     run(other)
     assert not all(torch.equal(p, q) for p, q in zip(s.model.parameters(), other.model.parameters(), strict=True))
+
+
+def test_not_taken_by_the_compiled_whole_step():
+    from plasticlab.engine.whole_step import why_not
+
+    assert "optimiser (UPGD)" in why_not(tiny(optim="upgd"))
+    assert "optimiser (TRACAdam)" in why_not(tiny(optim="trac"))
+    assert why_not(tiny(optim="adam")) is None
