@@ -35,7 +35,8 @@ Init scales: PyTorch's defaults — weights and biases of ``Linear``/``Conv`` ~ 
 norm gains 1 and biases 0, running means 0 and variances 1 (``units.default_init_slices``).
 A model initialised otherwise passes ``init``: a dict ``{parameter name: (kind, scale)}``, or
 ``"measured"`` to read each weight's distribution from the (freshly initialised) model itself
-(``measured_init``). A model that defines ``unit_layers()`` is never auto-mapped
+(``measured_init``); a model may carry either as its ``unit_init`` attribute, which the engine's
+``units.build(model)`` then uses. A model that defines ``unit_layers()`` is never auto-mapped
 (``units.build``).
 
 Usage::
@@ -332,7 +333,7 @@ class _Skip(Exception):
 
 
 def discover(model: nn.Module, example_input: Any = None, *,
-             init: Mapping[str, tuple[str, float]] | str = "default") -> AutoMap:
+             init: Mapping[str, tuple[str, float]] | str | None = None) -> AutoMap:
     """The automatic unit map of ``model`` (module docstring).
 
     Args:
@@ -341,14 +342,23 @@ def discover(model: nn.Module, example_input: Any = None, *,
         example_input: a tensor (or tuple of forward arguments) used when ``torch.fx`` cannot
             trace the model.
         init: ``"default"`` (PyTorch's init), ``"measured"`` (``measured_init(model)``) or
-            ``{parameter name: (kind, scale)}`` overriding the init of those parameters.
+            ``{parameter name: (kind, scale)}`` overriding the init of those parameters; None =
+            the model's ``unit_init`` attribute where it has one (so ``units.build`` and the engine
+            see it), else ``"default"``.
     """
+    if init is None:
+        init = getattr(model, "unit_init", "default")
     ops, how = capture(model, example_input)
     if ops is None:
         return AutoMap([], [], None, how)
-    overrides = measured_init(model) if init == "measured" else {} if init == "default" else dict(init)
     if isinstance(init, str) and init not in ("default", "measured"):
         raise UserError(f"unit map: init={init!r}: use 'default', 'measured' or a dict {{parameter: (kind, scale)}}")
+    overrides = measured_init(model) if init == "measured" else {} if init == "default" else dict(init)
+    for name, value in overrides.items():
+        if not (isinstance(value, tuple) and len(value) == 2 and value[0] in ("uniform", "normal", "zeros", "ones")
+                and isinstance(value[1], (int, float)) and value[1] >= 0):
+            raise UserError(f"unit map: init override {name!r}: {value!r} is not (kind, scale) with kind uniform, "
+                            "normal, zeros or ones and scale ≥ 0")
     return _Analysis(model, ops, overrides).run(how)
 
 

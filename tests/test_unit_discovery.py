@@ -212,6 +212,24 @@ def test_measured_init_tells_uniform_from_normal():
     assert measured_init(nn.Sequential(lin))["0.weight"] == ("normal", pytest.approx(0.3, rel=0.05))
 
 
+def test_unit_init_attribute_reaches_units_build():
+    torch.manual_seed(0)
+    model = gelu_mlp()
+    nn.init.normal_(model[1].weight, std=0.05)
+    assert units.build(model)[0].in_weight.init == "uniform"
+    model.unit_init = "measured"
+    w = units.build(model)[0].in_weight
+    assert (w.init, w.scale) == ("normal", pytest.approx(0.05, rel=0.3))  # 96 entries: a rough estimate
+    model.unit_init = {"1.weight": ("normal", 0.05)}
+    assert (units.build(model)[0].in_weight.init, units.build(model)[0].in_weight.scale) == ("normal", 0.05)
+    with pytest.raises(UserError, match="^unit map: init override 'fc.weight' is not a parameter of Sequential$"):
+        discover(model, init={"fc.weight": ("normal", 1.0)})
+    with pytest.raises(UserError, match="^unit map: init override '1.weight': 'normal' is not"):
+        discover(model, init={"1.weight": "normal"})
+    with pytest.raises(UserError, match="^unit map: init='normal': use 'default'"):
+        discover(model, init="normal")
+
+
 def test_explicit_map_wins():
     model = MLP(6, [16], 3)
     model.unit_layers = lambda: []  # a model's own map is used as it is, even an empty one
