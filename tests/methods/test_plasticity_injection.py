@@ -102,3 +102,20 @@ def test_combines_with_the_other_2024_methods_in_one_method_list():
     ends = [r for r in rows if r["event"] == "task_end"]
     assert len(ends) == 2 and all(0 <= r["train_acc"] <= 1 for r in ends)
     assert s.model.head.injected_weight.abs().sum() > 0  # injected at task 1
+
+
+def test_compiled_run_equals_the_eager_run_with_a_crelu_model(monkeypatch):
+    """engine.compile compiles forward and loss (the hook and the CReLU included); the numbers are the eager run's."""
+    from plasticlab.api import resolve
+    from plasticlab.engine import accel, loop
+    from tests.conftest import TINY
+
+    monkeypatch.setattr(accel, "BACKEND", "aot_eager")  # why: the same tracing as inductor, no C++ build
+    sets = TINY + ["tasks.count=2", "model.activation=crelu", "method.name=plasticity-injection"]
+    eager, compiled = [], []
+    loop.run([loop.setup(resolve(None, sets))], [eager.append])
+    loop.run([loop.setup(resolve(None, sets + ["engine.compile=true"]))], [compiled.append])
+    assert [r["event"] for r in compiled] == [r["event"] for r in eager]
+    for a, b in zip(eager, compiled, strict=True):
+        if a["event"] == "epoch":
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
