@@ -199,7 +199,9 @@ def _fx_role(name: str, node: fx.Node) -> tuple[str, tuple[int, ...]]:
         return ("flatten" if (start, end) == (1, -1) else ""), ()
     if name in ("view", "reshape"):
         shape = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
-        return ("flatten" if len(shape) == 2 and shape[1] == -1 and isinstance(shape[0], fx.Node) else ""), ()
+        flat = len(shape) == 2 and ((shape[1] == -1 and isinstance(shape[0], fx.Node))
+                                    or (shape[0] == -1 and isinstance(shape[1], int)))
+        return ("flatten" if flat else ""), ()
     if name == "mean":
         dims = node.kwargs.get("dim", args[0] if args else None)
         keep = node.kwargs.get("keepdim", args[1] if len(args) > 1 else False)

@@ -17,7 +17,7 @@ from plasticlab.models.cnn import ConvNet
 from plasticlab.models.mlp import MLP
 from plasticlab.models.resnet import ResNet
 from plasticlab.registry import UserError
-from plasticlab.unit_discovery import capture_forward, capture_fx, discover, head_slices, measured_init
+from plasticlab.unit_discovery import _Analysis, capture_forward, capture_fx, discover, head_slices, measured_init
 from tests.methods.methods_driver import BATCH, N_OUT, run, step, tiny
 
 # --- three custom models: plain torch, no plasticlab base class or method --------------------------
@@ -320,12 +320,48 @@ def test_custom_maps_in_detail():
 
 @pytest.mark.parametrize("name", sorted(CUSTOM))
 def test_fx_and_recorded_forward_agree(name):
+    """The two graph captures give the same map, head and module order on the custom models."""
     model = CUSTOM[name]()
     amap = discover(model)
     assert amap.how == "fx"
     fx_ops, fw_ops = capture_fx(model), capture_forward(model, example(model))
-    modules = [op.name for op in fx_ops if op.kind == "module"]
-    assert modules == [op.name for op in fw_ops if op.kind == "module"]
+    assert [op.name for op in fx_ops if op.kind == "module"] == [op.name for op in fw_ops if op.kind == "module"]
+    recorded = _Analysis(model, fw_ops, {}).run("forward")
+    assert (recorded.head, recorded.skipped) == (amap.head, amap.skipped)
+    assert [(la.name, la.act_dim) for la in recorded.layers] == [(la.name, la.act_dim) for la in amap.layers]
+    assert_same_map(recorded.layers, amap.layers, [3] * len(amap.layers))
+
+
+class ConvReadout(nn.Module):
+    """conv(2→4)·ReLU, then the 4 channels of 5×5 reach a Linear through one of several spellings."""
+
+    n_in = 50
+    READ = {"flatten": lambda h: h.flatten(1), "torch.flatten": lambda h: torch.flatten(h, 1),
+            "view": lambda h: h.view(h.size(0), -1), "view-1": lambda h: h.view(-1, 100),
+            "reshape": lambda h: h.reshape(h.shape[0], -1), "nn.Flatten": nn.Flatten(),
+            "mean": lambda h: h.mean((2, 3)), "mean-neg": lambda h: h.mean(dim=(-2, -1))}
+
+    def __init__(self, read: str):
+        super().__init__()
+        self.read = self.READ[read]
+        self.conv, self.act = nn.Conv2d(2, 4, 3, padding=1), nn.ReLU()
+        self.fc = nn.Linear(4 if read.startswith("mean") else 100, 3)
+
+    def forward(self, x):
+        return self.fc(self.read(self.act(self.conv(x.view(-1, 2, 5, 5)))))
+
+
+@pytest.mark.parametrize("read", sorted(ConvReadout.READ))
+def test_conv_readouts(read):
+    """Each spelling is read by both graph captures: channel c owns 25 columns after a flatten,
+    one after a spatial mean."""
+    model = ConvReadout(read)
+    assert discover(model).how == "fx"
+    recorded = _Analysis(model, capture_forward(model, example(model)), {}).run("forward")
+    for amap in (discover(model), recorded):
+        (layer,) = amap.layers
+        assert layer.out_weight.tensor is model.fc.weight and layer.in_weight.tensor is model.conv.weight
+        assert layer.out_weight.group == (1 if read.startswith("mean") else 25)
 
 
 # --- (b) methods and diagnostics on the custom models ------------------------------------------------
@@ -532,7 +568,9 @@ REFUSALS = {
 def test_refusals_name_the_layer_and_why(cls):
     model = cls()
     amap = discover(model)
-    assert amap.layers == [] and amap.reason == REFUSALS[cls]
+    assert amap.how == "fx" and amap.layers == [] and amap.reason == REFUSALS[cls]
+    recorded = _Analysis(model, capture_forward(model, example(model)), {}).run("forward")
+    assert recorded.layers == [] and recorded.reason == REFUSALS[cls]
     s_model = builder(cls)
     for method in ("redo", "cbp", "reset-frozen"):
         with pytest.raises(UserError) as e:
