@@ -10,7 +10,8 @@ and the hare is periodically reset to the tortoise, θ_H ← θ_T: at the end of
 fast; the tortoise integrates slowly; resetting the hare to the tortoise restores plasticity
 without discarding what was learnt (the paper's analogy: hippocampus and neocortex).
 
-Where the tortoise is used for prediction: the paper evaluates the tortoise. plasticlab measures
+Where the tortoise is used for prediction: the paper evaluates the tortoise (as we read it; not
+checked against the authors' code). plasticlab measures
 the model, so the reset at the end of a task makes the task-end measurements (accuracy,
 diagnostics) those of the tortoise, and the next task then starts from it — the same training
 as a reset at the next task's start. Epoch rows within a task are the hare's training loss.
