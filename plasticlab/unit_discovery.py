@@ -12,7 +12,8 @@ A *unit layer* is found where the graph has the shape
 * activation: an instance of ``ACTIVATION_TYPES`` (append your own elementwise class) or of a
   ``transformers.activations`` class, called once;
 * pass-through between activation and consumer: ``Identity``, dropout, and for conv units pooling,
-  ``flatten(1)`` / ``view(B, -1)`` and a mean over the spatial axes;
+  ``flatten(1)`` / ``view(B, -1)`` and a mean over the spatial axes; between producer and
+  activation: ``Identity``, dropout, and for conv units pooling (conv → pool → norm → ReLU);
 * consumer: the one ``Linear``/``Conv`` that reads the activation; its input columns / channels
   are the outgoing side (``group`` columns per channel after a flatten).
 
@@ -80,10 +81,11 @@ CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 ACT_FUNCTIONS = {"relu", "relu_", "gelu", "tanh", "sigmoid", "silu", "mish", "elu", "selu", "celu", "leaky_relu",
                  "softplus", "hardtanh", "hardswish", "hardsigmoid", "relu6", "softsign", "logsigmoid"}
 """Functional activations: a producer read by one of these is reported as unreadable."""
-PASS_FUNCTIONS = {"dropout", "contiguous", "clone", "detach", "to", "float", "type_as",
-                  "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+PASS_FUNCTIONS = {"dropout", "contiguous", "clone", "detach", "to", "float", "type_as"}
+"""Elementwise functions that keep every unit's values its own."""
+POOL_FUNCTIONS = {"max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
                   "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d"}
-"""Functions that keep every unit in its own channel (pools only count as such for conv units)."""
+"""Pooling functions: per channel for conv units, mixing for Linear units."""
 SHAPE_QUERIES = {"size", "dim", "shape", "dtype", "device", "ndim", "getattr", "numel"}
 """Calls that look at a tensor without reading its values (not readers of a unit)."""
 
@@ -104,7 +106,7 @@ class Op:
     """Indices of the ops whose tensors this op reads."""
     module: nn.Module | None = None
     role: str = ""
-    """For calls: ``pass``, ``flatten``, ``spatial-mean``, ``act-fn``, ``query`` or "" (other)."""
+    """For calls: ``pass``, ``pool``, ``flatten``, ``spatial-mean``, ``act-fn``, ``query`` or "" (other)."""
     dims: tuple[int, ...] = ()
     """For ``spatial-mean``: the reduced axes (negative ones counted from the end)."""
 
@@ -191,6 +193,8 @@ def _fx_role(name: str, node: fx.Node) -> tuple[str, tuple[int, ...]]:
         return "query", ()
     if name in PASS_FUNCTIONS:
         return "pass", ()
+    if name in POOL_FUNCTIONS:
+        return "pool", ()
     if name in ACT_FUNCTIONS:
         return "act-fn", ()
     if name == "flatten":
@@ -245,6 +249,8 @@ def _forward_role(name: str, args: tuple, kwargs: dict, out: Any) -> tuple[str, 
         return "query", ()
     if name in PASS_FUNCTIONS:
         return "pass", ()
+    if name in POOL_FUNCTIONS:
+        return "pool", ()
     if name in ACT_FUNCTIONS:
         return "act-fn", ()
     x = args[0] if args and isinstance(args[0], torch.Tensor) else None
@@ -405,10 +411,11 @@ class _Analysis:
 
     def layer_name(self, act: int) -> str:
         """The producer's path where there is one, else the activation's."""
-        try:
-            return self.ops[self.chain(act)[0]].name
-        except _Skip:
-            return self.ops[act].name
+        if len(self.ops[act].inputs) == 1:
+            j = self.walk_back(act)[0]
+            if self.ops[j].kind == "module" and isinstance(self.ops[j].module, PRODUCERS):
+                return self.ops[j].name
+        return self.ops[act].name
 
     def describe(self, i: int) -> str:
         op = self.ops[i]
@@ -416,27 +423,39 @@ class _Analysis:
             return f"module {op.name!r} ({type(op.module).__name__})"
         return "the model's output" if op.kind == "output" else f"{op.kind} {op.name!r}"
 
-    def skip_through(self, i: int) -> int:
-        """Back from op i past Identity/dropout modules and pass-through calls."""
-        op = self.ops[i]
-        while len(op.inputs) == 1 and (op.role == "pass" or (op.kind == "module" and isinstance(
-                op.module, (nn.Identity, nn.modules.dropout._DropoutNd)))):
+    def is_pool(self, op: Op) -> bool:
+        return op.role == "pool" or isinstance(op.module, POOLS)
+
+    def skip_through(self, i: int) -> tuple[int, bool]:
+        """Back from op i past Identity/dropout/pooling ops: (the op reached, whether it pooled)."""
+        op, pooled = self.ops[i], False
+        while len(op.inputs) == 1 and (op.role == "pass" or self.is_pool(op) or isinstance(
+                op.module, (nn.Identity, nn.modules.dropout._DropoutNd))):
+            pooled |= self.is_pool(op)
             i = op.inputs[0]
             op = self.ops[i]
-        return i
+        return i, pooled
+
+    def walk_back(self, act: int) -> tuple[int, int | None, bool]:
+        """From activation op ``act`` back to (the op feeding it through at most a norm, that norm
+        op or None, whether a pooling op was passed)."""
+        j, pooled = self.skip_through(self.ops[act].inputs[0])
+        norm = None
+        if self.ops[j].kind == "module" and is_norm(self.ops[j].module) and len(self.ops[j].inputs) == 1:
+            norm, (j, more) = j, self.skip_through(self.ops[j].inputs[0])
+            pooled |= more
+        return j, norm, pooled
 
     def chain(self, act: int) -> tuple[int, int | None]:
         """(producer op, norm op or None) feeding activation op ``act``."""
-        op = self.ops[act]
-        if len(op.inputs) != 1:
-            raise _Skip(f"the activation reads {len(op.inputs)} tensors")
-        j = self.skip_through(op.inputs[0])
-        norm = None
-        if self.ops[j].kind == "module" and is_norm(self.ops[j].module) and len(self.ops[j].inputs) == 1:
-            norm, j = j, self.skip_through(self.ops[j].inputs[0])
+        if len(self.ops[act].inputs) != 1:
+            raise _Skip(f"the activation reads {len(self.ops[act].inputs)} tensors")
+        j, norm, pooled = self.walk_back(act)
         if not (self.ops[j].kind == "module" and isinstance(self.ops[j].module, PRODUCERS)):
             raise _Skip(f"the activation's input is {self.describe(j)}, not a Linear/Conv output "
                         "(optionally through a norm)")
+        if pooled and isinstance(self.ops[j].module, nn.Linear):
+            raise _Skip(f"pooling between {self.describe(j)} and the activation mixes its units")
         return j, norm
 
     def functional(self, i: int) -> None:
@@ -506,7 +525,7 @@ class _Analysis:
                 if op.kind == "module" and isinstance(m, PRODUCERS):
                     found.append(u)
                 elif (op.role == "pass" or isinstance(m, (nn.Identity, nn.modules.dropout._DropoutNd))
-                      or (conv and not flat and isinstance(m, POOLS))):
+                      or (conv and not flat and self.is_pool(op))):
                     frontier.append(u)
                 elif conv and not flat and (op.role == "flatten" or (isinstance(m, nn.Flatten) and
                                                                      (m.start_dim, m.end_dim) == (1, -1))):

@@ -364,6 +364,37 @@ def test_conv_readouts(read):
         assert layer.out_weight.group == (1 if read.startswith("mean") else 25)
 
 
+class PoolBeforeActivation(nn.Module):
+    """conv → max-pool → BatchNorm → ReLU → conv → flatten → Linear; with ``linear``, a Linear
+    whose 8 outputs are max-pooled in pairs before the ReLU (which mixes units: refused)."""
+
+    n_in = 50
+
+    def __init__(self, linear: bool = False):
+        super().__init__()
+        self.linear = linear
+        self.conv1, self.pool, self.bn = nn.Conv2d(2, 4, 3, padding=1), nn.MaxPool2d(2), nn.BatchNorm2d(4)
+        self.act, self.conv2, self.fc = nn.ReLU(), nn.Conv2d(4, 3, 1), nn.Linear(12, 3)
+        self.lin1, self.lin2 = nn.Linear(25, 8), nn.Linear(4, 3)
+
+    def forward(self, x):
+        if self.linear:
+            return self.lin2(self.act(F.max_pool1d(self.lin1(x.view(-1, 2, 25)), 2))).mean(1)
+        return self.fc(self.conv2(self.act(self.bn(self.pool(self.conv1(x.view(-1, 2, 5, 5)))))).flatten(1))
+
+
+def test_pooling_before_the_activation():
+    model = PoolBeforeActivation()
+    (layer,) = discover(model).layers
+    got = [s.tensor for s in layer.incoming[:4]]
+    assert got == [model.conv1.weight, model.conv1.bias, model.bn.weight, model.bn.bias]
+    assert layer.out_weight.tensor is model.conv2.weight
+    linear = PoolBeforeActivation(linear=True)
+    for amap in (discover(linear), _Analysis(linear, capture_forward(linear, example(linear)), {}).run("forward")):
+        assert amap.layers == [] and amap.skipped == [
+            ("lin1", "pooling between module 'lin1' (Linear) and the activation mixes its units")]
+
+
 # --- (b) methods and diagnostics on the custom models ------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(CUSTOM))
