@@ -29,7 +29,8 @@ in a per-example Python loop (≈5,000 × 6 calls, milliseconds); the arithmetic
 Shape: each example is a one-channel 1×40 image (1, 1, 40), so ``mlp`` (flattens), every image
 family (``random-labels``, ``permuted-pixels``, ``label-permuted``, ``class-pairs``, and
 ``blurred``, which then blurs along the signal) and per-channel normalisation (one channel: the
-package's global standardisation) apply. ``cnn``/``vgg``/``resnet18`` need H ≥ 2·pools and do not.
+package's global standardisation) apply; the conv models run too (their 2×2 pools are skipped at
+height 1).
 """
 
 from __future__ import annotations
