@@ -86,6 +86,10 @@ PASS_FUNCTIONS = {"dropout", "contiguous", "clone", "detach", "to", "float", "ty
 POOL_FUNCTIONS = {"max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
                   "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d"}
 """Pooling functions: per channel for conv units, mixing for Linear units."""
+OUTPUT_FUNCTIONS = {"softmax", "log_softmax", "squeeze", "view", "reshape", "flatten"}
+OUTPUT_MODULES = (nn.Softmax, nn.LogSoftmax, nn.Sigmoid, nn.Tanh, nn.Identity, nn.Flatten,
+                  nn.modules.dropout._DropoutNd)
+"""What may follow the head on the way to the output (the head is the Linear before them)."""
 SHAPE_QUERIES = {"size", "dim", "shape", "dtype", "device", "ndim", "getattr", "numel"}
 """Calls that look at a tensor without reading its values (not readers of a unit)."""
 
@@ -119,8 +123,8 @@ class AutoMap:
     skipped: list[tuple[str, str]]
     """(layer, reason) of every activation (or functional activation) that is not a unit layer."""
     head: str | None
-    """Path of the ``Linear`` (called once, weights not tied) whose output is the model's output,
-    or None."""
+    """Path of the ``Linear`` (called once, weights not tied) whose output is the model's output
+    (possibly through a softmax, sigmoid, tanh, squeeze, reshape or dropout), or None."""
     how: str
     """``fx``, ``forward`` (recorded forward of an example input) or the capture error."""
 
@@ -573,6 +577,10 @@ class _Analysis:
         if out is None or len(out.inputs) != 1:
             return None
         op = self.ops[out.inputs[0]]
+        while len(op.inputs) == 1 and len(self.readers(op.inputs[0])) == 1 and (
+                op.role in ("pass", "flatten", "act-fn") or op.name in OUTPUT_FUNCTIONS
+                or isinstance(op.module, OUTPUT_MODULES)):
+            op = self.ops[op.inputs[0]]
         if (op.kind == "module" and isinstance(op.module, nn.Linear) and self.calls[id(op.module)] == 1
                 and all(len(self.names[id(p)]) == 1 for p in op.module.parameters())):
             return op.name
@@ -626,10 +634,11 @@ def head_slices(model: nn.Module, example_input: Any = None) -> list[Slice] | No
 
 
 def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
-    """Penultimate features: ``model.features(x)`` where defined, else the input of the auto head
+    """Penultimate features: ``model.features(x)`` where it is a method (a ``features`` submodule,
+    as in torchvision-style models, is not the penultimate layer), else the input of the auto head
     during ``model(x)``; None when there is neither."""
     fn = getattr(model, "features", None)
-    if callable(fn):
+    if callable(fn) and not isinstance(fn, nn.Module):  # why: torchvision-style models' `features` is the conv trunk
         return fn(x)
     head = head_module(model, x)
     if head is None:

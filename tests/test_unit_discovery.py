@@ -17,7 +17,15 @@ from plasticlab.models.cnn import ConvNet
 from plasticlab.models.mlp import MLP
 from plasticlab.models.resnet import ResNet
 from plasticlab.registry import UserError
-from plasticlab.unit_discovery import _Analysis, capture_forward, capture_fx, discover, head_slices, measured_init
+from plasticlab.unit_discovery import (
+    _Analysis,
+    capture_forward,
+    capture_fx,
+    discover,
+    features,
+    head_slices,
+    measured_init,
+)
 from tests.methods.methods_driver import BATCH, N_OUT, run, step, tiny
 
 # --- three custom models: plain torch, no plasticlab base class or method --------------------------
@@ -620,8 +628,39 @@ def test_untraceable_model_needs_an_example_input():
     assert (model.fc2.weight != 0).all() and (s.model.fc2.weight == 0).all()
 
 
+class NoHead(nn.Module):
+    """Logits x·W with a bare parameter: no unit layer, no Linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(6, 3))
+
+    def forward(self, x):
+        return x @ self.w
+
+
+def test_head_through_output_functions():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3), nn.LogSoftmax(-1))
+    assert discover(model).head == "2" and [s.tensor for s in head_slices(model)] == [model[2].weight, model[2].bias]
+    x = torch.randn(4, 6)
+    assert torch.equal(features(model, x), model[1](model[0](x)))
+
+    class TorchvisionStyle(nn.Module):  # `features` is a submodule (the conv trunk), not penultimate features
+        def __init__(self):
+            super().__init__()
+            self.features, self.classifier = nn.Sequential(nn.Linear(6, 8), nn.Tanh()), nn.Linear(8, 3)
+
+        def forward(self, x):
+            return F.softmax(self.classifier(self.features(x)), -1).squeeze()
+
+    tv = TorchvisionStyle()
+    assert discover(tv).head == "classifier" and torch.equal(features(tv, x), tv.features(x))
+    assert discover(NoHead()).head is None and features(NoHead(), x) is None
+
+
 def test_diagnostics_without_units_or_head_give_none():
-    model = nn.Sequential(nn.Linear(6, 3), nn.Softmax(-1))
+    model = NoHead()
     x, y = torch.randn(BATCH, 6), torch.randint(0, N_OUT, (BATCH,))
 
     def loss(m, xb, yb):
@@ -631,5 +670,5 @@ def test_diagnostics_without_units_or_head_give_none():
     row = measure(model, units.build(model), x, y, loss, DiagnosticsConfig())
     assert row["dormant_fraction"] is None and row["frozen_fraction"] is None and row["effective_rank"] is None
     assert row["weight_norm"] > 0 and row["layers"] == {}
-    with pytest.raises(UserError, match="^method head-reset: model Sequential has no head_slices"):
-        tiny({"name": "head-reset"}, factory=builder(lambda: nn.Sequential(nn.Linear(6, 3), nn.Softmax(-1))))
+    with pytest.raises(UserError, match="^method head-reset: model NoHead has no head_slices"):
+        tiny({"name": "head-reset"}, factory=builder(NoHead))
