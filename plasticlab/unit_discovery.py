@@ -191,16 +191,19 @@ def capture_fx(model: nn.Module) -> list[Op]:
     return ops
 
 
+def _name_role(name: str) -> str:
+    """The role a call has by its name alone ("" when its arguments decide)."""
+    for role, names in (("query", SHAPE_QUERIES), ("pass", PASS_FUNCTIONS), ("pool", POOL_FUNCTIONS),
+                        ("act-fn", ACT_FUNCTIONS)):
+        if name in names:
+            return role
+    return ""
+
+
 def _fx_role(name: str, node: fx.Node) -> tuple[str, tuple[int, ...]]:
+    if _name_role(name):
+        return _name_role(name), ()
     args = list(node.args[1:])
-    if name in SHAPE_QUERIES:
-        return "query", ()
-    if name in PASS_FUNCTIONS:
-        return "pass", ()
-    if name in POOL_FUNCTIONS:
-        return "pool", ()
-    if name in ACT_FUNCTIONS:
-        return "act-fn", ()
     if name == "flatten":
         start = node.kwargs.get("start_dim", args[0] if args else 0)
         end = node.kwargs.get("end_dim", args[1] if len(args) > 1 else -1)
@@ -249,14 +252,8 @@ class _Recorder(TorchFunctionMode):
 
 
 def _forward_role(name: str, args: tuple, kwargs: dict, out: Any) -> tuple[str, tuple[int, ...]]:
-    if name in SHAPE_QUERIES:
-        return "query", ()
-    if name in PASS_FUNCTIONS:
-        return "pass", ()
-    if name in POOL_FUNCTIONS:
-        return "pool", ()
-    if name in ACT_FUNCTIONS:
-        return "act-fn", ()
+    if _name_role(name):
+        return _name_role(name), ()
     x = args[0] if args and isinstance(args[0], torch.Tensor) else None
     if x is None or not isinstance(out, torch.Tensor) or x.ndim < 2:
         return "", ()
