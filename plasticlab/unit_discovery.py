@@ -40,6 +40,10 @@ A model initialised otherwise passes ``init``: a dict ``{parameter name: (kind, 
 ``units.build(model)`` then uses. A model that defines ``unit_layers()`` is never auto-mapped
 (``units.build``).
 
+Prior art: Plasticine hooks any activation module for its metrics (activations only); here each
+unit's incoming and outgoing weights are read from the graph as well, so the reset methods and
+the frozen-unit diagnostics work on the same models.
+
 Usage::
 
     amap = discover(model)                  # or discover(model, example_input=x)
