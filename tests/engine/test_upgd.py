@@ -3,6 +3,7 @@
 import math
 from collections.abc import Callable
 
+import pytest
 import torch
 
 from plasticlab.engine import loop
@@ -95,3 +96,19 @@ def test_not_taken_by_the_compiled_whole_step():
     assert "optimiser (UPGD)" in why_not(tiny(optim="upgd"))
     assert "optimiser (TRACAdam)" in why_not(tiny(optim="trac"))
     assert why_not(tiny(optim="adam")) is None
+
+
+@pytest.mark.parametrize("extra", [["optim.name=upgd", "optim.lr=0.05", "optim.upgd_sigma=0.01"],
+                                   ["optim.name=trac", "optim.trac_s_init=0.01", "method={name: cbp}"]],
+                         ids=["upgd", "trac-cbp"])
+def test_packed_members_equal_separate_runs(tmp_path, extra):
+    """Each member steps its own optimiser (and draws its own noise): a pack equals the separate runs."""
+    import plasticlab
+    from plasticlab.api import resolve
+    from tests.engine.test_packed import MEMBERS, TINY, close, packed_dirs, rows_of
+
+    cfgs = [resolve(None, TINY + extra + m) for m in MEMBERS[:2]]
+    dirs, status = packed_dirs(tmp_path, cfgs)
+    assert status == [None, None]
+    for k, cfg in enumerate(cfgs):  # batched and single matrix products round differently (~1e-4 here)
+        close(rows_of(plasticlab.run(cfg, out=tmp_path / f"alone{k}")), rows_of(dirs[k]), rel=1e-3, abs_=1e-3)
