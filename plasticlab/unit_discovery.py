@@ -134,13 +134,17 @@ class AutoMap:
 
     @property
     def reason(self) -> str:
-        """Why the map is empty (or partial): the first skipped layers, one line."""
+        """Why the map is empty (or partial), one line: the first two reasons, each with its layers."""
         if self.how not in ("fx", "forward"):
             return self.how
         if not self.skipped:
             return "no activation module after a Linear/Conv (is every activation a module such as nn.ReLU()?)"
-        more = f"; and {len(self.skipped) - 2} more" if len(self.skipped) > 2 else ""
-        return "; ".join(f"layer {n!r}: {r}" for n, r in self.skipped[:2]) + more
+        by_reason: dict[str, list[str]] = {}
+        for n, r in self.skipped:
+            by_reason.setdefault(r, []).append(repr(n))
+        first = [f"layer{'s' if len(ns) > 1 else ''} {', '.join(ns)}: {r}" for r, ns in by_reason.items()]
+        more = f"; and {len(first) - 2} more" if len(first) > 2 else ""
+        return "; ".join(first[:2]) + more
 
 
 # --- graph capture ---------------------------------------------------------------------------------

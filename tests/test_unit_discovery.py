@@ -182,6 +182,8 @@ def test_auto_map_equals_resnet18():
     assert reasons["conv1"] == ("the activation is read by call 'add', not a Linear/Conv "
                                 "(unit methods need every reader's weights)")
     assert reasons["blocks.3.act2"].startswith("the activation's input is call 'add'")
+    blocks = ", ".join(f"'blocks.{i}.act2'" for i in range(8))
+    assert amap.reason == f"layer 'conv1': {reasons['conv1']}; layers {blocks}: {reasons['blocks.3.act2']}"
 
 
 def test_auto_map_of_t5_feed_forwards():
@@ -595,9 +597,8 @@ REFUSALS = {
                 "(e.g. nn.ReLU()) or define unit_layers() (module 'fc1' (Linear))",
     Tied: "layer 'fc1': layer 'fc1' has weights tied to 'fc2.weight'",
     Grouped: "layer 'conv1': layer 'conv1' is a grouped convolution (groups=2)",
-    SharedActivation: "layer 'fc1': activation 'relu' is called 2 times (shared by several layers); give each layer "
-                      "its own module; layer 'fc2': activation 'relu' is called 2 times (shared by several layers); "
-                      "give each layer its own module",
+    SharedActivation: "layers 'fc1', 'fc2': activation 'relu' is called 2 times (shared by several layers); give "
+                      "each layer its own module",
     WithCReLU: "layer 'fc1': its output goes through the function relu(), not an activation module; use a module "
                "(e.g. nn.ReLU()) or define unit_layers() (module 'fc1' (Linear))",
 }
