@@ -267,4 +267,6 @@ def test_give_records_an_import_path_only_when_it_resolves_to_the_same_object():
                     "same_object.<locals>.<lambda>" and label in GIVEN
     with pytest.raises(UserError, match="expected a function or class"):
         give(3, "model")
+    with pytest.raises(UserError, match="got a Linear instance"):
+        give(torch.nn.Linear(2, 2), "plasticlab.run(model=...)")
     assert user_code.make_mlp is make_mlp

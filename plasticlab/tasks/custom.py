@@ -88,7 +88,7 @@ def import_factory(path: str, key: str, api: str) -> Callable:
     try:
         obj = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
-        if e.name is None or not module_name.startswith(e.name):
+        if e.name is None or not (module_name == e.name or module_name.startswith(e.name + ".")):
             raise  # why: a missing import *inside* the user's module is the user's traceback to read
         raise _fail(key, path, f"no module named {e.name!r} (install it, put its folder on PYTHONPATH, "
                                "or run from the folder that holds it)") from None
@@ -107,6 +107,9 @@ def give(fn: Callable, key: str) -> str:
     That is its import path when importing the path gives ``fn`` back (so the run directory can
     be resumed from the CLI), else ``in-process:module:qualname`` (only this process resolves it).
     """
+    if isinstance(fn, nn.Module):
+        raise UserError(f"{key}: got a {type(fn).__name__} instance; pass the function or class that builds it "
+                        "(it is called again for every fresh network)")
     if not callable(fn):
         raise UserError(f"{key}: expected a function or class, got {shown(fn)}")
     module = getattr(fn, "__module__", None) or "unknown"
