@@ -1,3 +1,6 @@
+import json
+
+import pytest
 import torch
 
 from plasticlab.data import load_dataset
@@ -46,7 +49,17 @@ def test_task_sizes_follow_class_counts_on_unbalanced_data():
         assert fam.task_size(b, 0, t) == int(counts[a] + counts[c]) == fam.make_task(b, 0, t).n_train
 
 
-def test_runs_from_the_cli_on_mnist1d(tmp_path):
-    ends = run_cli(tmp_path / "run", "data.name=mnist1d", "data.samples_per_class=40", "tasks.family=class-pairs")
+@pytest.mark.parametrize("data", [["data.name=mnist1d", "data.samples_per_class=40"],
+                                  ["data.name=digits", "optim.batch_size=8", "environment.compute_matched=false"]])
+def test_runs_from_the_cli(tmp_path, data):
+    """Balanced mnist1d (equal task sizes) and unbalanced digits (each task its own size)."""
+    ends = run_cli(tmp_path / "run", *data, "tasks.family=class-pairs")
     assert [e["task"] for e in ends] == [0, 1]
     assert all(0 <= e["test_acc"] <= 1 for e in ends)
+    if "data.name=digits" in data:
+        rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+        phases = [r["steps"] for r in rows if r["event"] == "phase"]
+        b = load_dataset("digits", seed=0)
+        counts = torch.bincount(b.y_train)
+        want = [int(sum(counts[c] for c in task_classes(0, t, 10))) // 8 for t in range(2)]
+        assert phases == want and want[0] != want[1]  # one epoch of each task's own ⌊N_t / B⌋ steps
