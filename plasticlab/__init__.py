@@ -5,6 +5,7 @@ Python API (mirrors the CLI)::
     import plasticlab
     run_dir = plasticlab.run("configs/digits.yaml", overrides=["seed=1"])
     plasticlab.read_metrics(run_dir, "task_end")
+    plasticlab.run(config, model=make_model, tasks=MyStream)   # your own model and tasks (docs/custom.md)
 """
 
 __version__ = "0.1.0"

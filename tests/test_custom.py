@@ -120,6 +120,8 @@ def test_example_runs_from_the_cli_and_python_with_the_same_rows(tmp_path):
     prov = read_json(py / "provenance.json")
     assert prov["python_factories"] == {"model.factory": "examples.label_noise:make_model",
                                         "tasks.factory": "examples.label_noise:LabelNoise"}
+    r = cli("run", "--resume", str(py))  # factories given in Python by an importable path: the CLI resolves them
+    assert r.returncode == 0 and "run done" in r.stdout, r.stderr
 
 
 def test_label_noise_stream_flips_the_asked_share_to_other_labels():
