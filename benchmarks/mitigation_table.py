@@ -12,7 +12,8 @@ steps), MLP 64→256×4→10 (LayerNorm, ReLU), Adam lr 1e-3, batch 64, diagnost
 * for each method that declares ``entry_step``, the same with ``optim.per_entry_step: false``
   (the old behaviour: torch Adam's one step count per tensor);
 * each optimiser of ``OptimConfig.name`` beyond sgd/adam/adamw with ``method: none``
-  (OPTIMISER_OVERRIDES gives its settings).
+  (OPTIMISER_OVERRIDES gives its settings);
+* each model option of MODEL_VARIANTS (CReLU) the config accepts, with ``method: none``.
 
 Measure: ``train_acc`` of each task's ``task_end`` row (trainability: accuracy on the task's own
 training set after training on it). Per seed: the mean over the last five tasks (headline) and
@@ -38,7 +39,8 @@ import typing
 from pathlib import Path
 
 from plasticlab import registry
-from plasticlab.config import OptimConfig
+from plasticlab.config import OptimConfig, load_config
+from plasticlab.registry import UserError
 from plasticlab.report.stats import mean_ci
 from plasticlab.store.rundir import read_metrics
 from plasticlab.sweep import run_sweep
@@ -48,6 +50,8 @@ OPTIMISER_OVERRIDES = {"upgd": {"lr": 1.0e-2, "weight_decay": 1.0e-3}}
 """upgd is SGD-like (its step is 2·lr·gradient): lr 1e-2 and the reference's weight decay 1e-3;
 trac takes Adam's settings."""
 SAMPLES_PER_CLASS, BATCH = 50, 64
+MODEL_VARIANTS = {"model.activation: crelu": {"model": {"activation": "crelu"}}}
+"""Mitigations that are model options rather than methods (a row only where the config accepts it)."""
 
 
 def base(tasks: int, epochs: int) -> dict:
@@ -79,6 +83,12 @@ def variants(steps_per_task: int) -> dict[str, dict]:
         if opt not in BASE_OPTIMISERS:
             optim = {"name": opt, **OPTIMISER_OVERRIDES.get(opt, {})}
             rows[f"optim: {opt}"] = {"method": {"name": "none"}, "optim": optim}
+    for label, over in MODEL_VARIANTS.items():
+        try:
+            load_config(merged(base(1, 1), over))
+        except UserError:
+            continue
+        rows[label] = {"method": {"name": "none"}, **over}
     return rows
 
 
