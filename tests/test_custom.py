@@ -30,10 +30,15 @@ UNIT_METHODS = ("redo", "cbp", "reset-frozen")
 DIAGNOSTICS = ("dormant_fraction", "frozen_fraction", "effective_rank")
 
 
-def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "plasticlab", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=300)
+def cli(*args: str, cwd: Path = ROOT, script: bool = False) -> subprocess.CompletedProcess:
+    """``python -m plasticlab ARGS`` with PYTHONPATH = the repository, or (``script``) the console
+    script without PYTHONPATH, whose sys.path does not hold the working directory."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
+    if script:
+        cmd = [str(Path(sys.executable).parent / "plasticlab")]
+    else:
+        cmd, env["PYTHONPATH"] = [sys.executable, "-m", "plasticlab"], str(ROOT)
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
 
 
 def busy(name: str) -> list[str]:
@@ -122,6 +127,20 @@ def test_example_runs_from_the_cli_and_python_with_the_same_rows(tmp_path):
                                         "tasks.factory": "examples.label_noise:LabelNoise"}
     r = cli("run", "--resume", str(py))  # factories given in Python by an importable path: the CLI resolves them
     assert r.returncode == 0 and "run done" in r.stdout, r.stderr
+
+
+def test_sweep_workers_import_the_factories_from_the_working_directory(tmp_path):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"base": str(ROOT / "examples" / "label_noise.yaml"), "seeds": [0],
+                                     "grid": {"tasks.count": [1], "environment.epochs_per_task": [1],
+                                              "model.kwargs.width": [8]}}))
+    # the console script, no PYTHONPATH: the driver and its spawned worker find `examples` in the current directory
+    if not (Path(sys.executable).parent / "plasticlab").exists():
+        pytest.skip("the plasticlab console script is not installed next to this Python")
+    r = cli("sweep", str(sweep), "--executor", "process", "--workers", "1", "--out", str(tmp_path / "s"), script=True)
+    assert r.returncode == 0, r.stderr
+    (metrics,) = (tmp_path / "s").rglob("metrics.jsonl")
+    assert [row["task"] for row in read_metrics(metrics.parent, "task_end")] == [0]
 
 
 def test_label_noise_stream_flips_the_asked_share_to_other_labels():
