@@ -75,6 +75,7 @@ def test_init_scales_are_pytorchs_default_measured_or_given():
     assert s1 == pytest.approx(0.02, rel=0.05) and s2 == pytest.approx(0.02, rel=0.1)  # 2048 and 1024 draws
     assert fc1_fc2("model.init={fc1.weight: [normal, 0.5]}") == [("normal", 0.5),
                                                                   ("uniform", pytest.approx(1 / math.sqrt(32)))]
+    assert fc1_fc2("model.kwargs.declare=true") == [("normal", 0.02), ("normal", 0.02)]  # the module's own unit_init
     for bad in ("sideways", "{fc1.weight: [triangular, 1]}", "{fc1.weight: [normal, -1]}"):
         with pytest.raises(UserError, match="model.init"):
             resolve(None, over + [f"model.init={bad}"])

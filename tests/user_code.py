@@ -23,13 +23,16 @@ def make_mlp(input_shape, n_outputs, hidden=16):
     return TwoLayerNet(n_in, hidden, n_outputs)
 
 
-def make_normal_mlp(input_shape, n_outputs, hidden=32):
-    """make_mlp with its own init: every weight ~ N(0, 0.02²), biases 0 (as GPT-2 does)."""
+def make_normal_mlp(input_shape, n_outputs, hidden=32, declare=False):
+    """make_mlp with its own init: every weight ~ N(0, 0.02²), biases 0 (as GPT-2 does).
+    ``declare``: the module says so itself (``unit_init``), as docs/models.md describes."""
     model = make_mlp(input_shape, n_outputs, hidden)
     for m in model.modules():
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0.0, 0.02)
             nn.init.zeros_(m.bias)
+    if declare:
+        model.unit_init = {"fc1.weight": ("normal", 0.02), "fc2.weight": ("normal", 0.02)}
     return model
 
 

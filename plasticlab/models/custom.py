@@ -13,13 +13,14 @@ diagnostics read) is derived automatically (``plasticlab.unit_discovery``; docs/
 "Automatic unit maps"); a module may still define ``unit_layers()`` itself.
 
 Init scales (the distribution a re-drawn unit's weights come from), ``model.init``:
-``default`` — PyTorch's default init of ``Linear``/``Conv`` (U(±1/√fan_in), what their
-``reset_parameters`` draws); ``measured`` — read from the freshly built module itself
-(``unit_discovery.measured_init``: uniform or normal by the kurtosis, with the measured spread),
-for a module that initialises its layers otherwise; or a mapping ``{parameter name: [kind,
-scale]}`` (kind uniform | normal | zeros | ones) that overrides the named parameters. With
-``measured`` or a mapping the built module gets a ``unit_layers()`` that returns the automatic
-map with these scales, measured once at build (before any training).
+``default`` — the module's own ``unit_init`` attribute where it sets one, else PyTorch's default
+init of ``Linear``/``Conv`` (U(±1/√fan_in), what their ``reset_parameters`` draws);
+``measured`` — read from the freshly built module itself (``unit_discovery.measured_init``:
+uniform or normal by the kurtosis, with the measured spread), for a module that initialises its
+layers otherwise; or a mapping ``{parameter name: [kind, scale]}`` (kind uniform | normal |
+zeros | ones) that overrides the named parameters. Either of the last two is stored on the built
+module as its ``unit_init`` (measured once, at build, before any training), which the
+automatic unit map reads.
 
 The path is imported when the config is loaded (``plasticlab.tasks.custom.import_factory``: the
 module must be importable there and in sweep workers). Every build checks the result before
@@ -32,7 +33,6 @@ other than (2, n_outputs) is a one-line ``UserError`` naming ``model.factory``. 
 from __future__ import annotations
 
 import math
-import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +44,7 @@ from plasticlab import registry
 from plasticlab.config import shown
 from plasticlab.registry import UserError
 from plasticlab.tasks.custom import check_call, check_kwargs, import_factory
-from plasticlab.unit_discovery import discover, measured_init
+from plasticlab.unit_discovery import measured_init
 
 KEY = "model.factory"
 CALL = "factory(input_shape, n_outputs, **kwargs)"
@@ -90,19 +90,10 @@ class CustomModel:
             raise UserError(f"config: {KEY}={self.factory}: returned {type(model).__name__}, "
                             "expected a torch.nn.Module")
         check_output(model, shape, n_out, self.factory)
-        if self.init != "default":
+        if self.init != "default":  # why: measured here, on the fresh module, never on trained weights
             given = self.init if isinstance(self.init, dict) else measured_init(model)
-            model.unit_init_ = ({k: (v[0], float(v[1])) for k, v in given.items()}, shape)
-            model.unit_layers = types.MethodType(mapped_unit_layers, model)
+            model.unit_init = {k: (v[0], float(v[1])) for k, v in given.items()}
         return model
-
-
-def mapped_unit_layers(model: nn.Module) -> list:
-    """The automatic unit map of ``model`` with the init scales its config gave (``model.unit_init_``)."""
-    init, shape = model.unit_init_
-    p = next(iter(model.parameters()), None)
-    example = torch.zeros(2, *shape, device=p.device if p is not None else "cpu")
-    return discover(model, example, init=init).layers
 
 
 @torch.no_grad()
