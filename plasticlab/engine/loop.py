@@ -166,6 +166,7 @@ def run(members: list[Setup], sinks: list[Sink], *, saves: list[Callable[[dict],
                     rows[k] = {"epoch": 0, "steps": 0}
                     for m in members[k].methods:
                         m.on_task_start(t)
+            epoch_steps = sched.epoch_length(t)
             news = [s.task(t) for s in members]
             olds = [s.task(phase.old) if phase.old is not None else None for s in members]
             for step in range(first, phase.end):
@@ -181,7 +182,7 @@ def run(members: list[Setup], sinks: list[Sink], *, saves: list[Callable[[dict],
                 done = step + 1
                 for r in rows:
                     r["steps"] += 1
-                if rows[0]["steps"] == sched.epoch_length(t) or done == phase.end:
+                if rows[0]["steps"] == epoch_steps or done == phase.end:
                     flush_rows(sinks, acc, rows, t, phase, done, status, scored)
                     live = [k for k in live if status[k] is None]
                     if not live:
