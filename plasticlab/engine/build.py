@@ -122,14 +122,26 @@ def task_sizes(family, base, seed: int) -> list[int]:
     return [n_train] * family.count
 
 
+def refuse_unfit_diagnostics(cfg: RunConfig) -> None:
+    """One-line refusals of task-end diagnostics the family cannot serve: accuracy-based ones
+    (``past_tasks``, ``probe_steps``) for a regression (``accuracy = False``), the plasticity probe
+    for tasks of different sizes (its one-task run assumes task 0's size)."""
+    fam, d = cfg.tasks, cfg.diagnostics
+    for key in ("past_tasks", "probe_steps"):
+        if getattr(d, key) and not getattr(fam, "accuracy", True):
+            raise UserError(f"config: diagnostics.{key}: measures accuracy, which tasks.family={fam.family} "
+                            "(a regression) does not have; set it to 0")
+    if d.probe_steps and hasattr(fam, "task_size"):
+        raise UserError(f"config: diagnostics.probe_steps: not for tasks.family={fam.family}, whose tasks "
+                        "differ in size; set it to 0")
+
+
 def schedule_of(cfg: RunConfig, base) -> tuple[int, object]:
     """(task 0's training examples, the phase schedule) of ``cfg`` on its loaded data ``base``.
 
     A task's epoch is its own size: S_t = ⌊N_t/B⌋ (one S for all when the sizes agree)."""
+    refuse_unfit_diagnostics(cfg)
     sizes = task_sizes(cfg.tasks, base, cfg.seed)
-    if hasattr(cfg.tasks, "task_size") and cfg.diagnostics.probe_steps:
-        raise UserError(f"config: diagnostics.probe_steps: not for tasks.family={cfg.tasks.family}, whose tasks "
-                        "differ in size; set it to 0")
     spe = [steps_per_epoch(n, cfg.optim.batch_size) for n in sizes]
     return sizes[0], build_schedule(cfg.environment, cfg.tasks.count, spe)
 

@@ -103,3 +103,17 @@ def test_bad_sizes_are_one_line_errors():
         resolve(None, ["tasks={family: slowly-changing-regression, inputs: 10, flipping: 12}"])
     with pytest.raises(UserError, match="kinds that fit: abrupt"):
         resolve(None, SMALL + ["environment.kind=input-interpolation"])
+
+
+@pytest.mark.parametrize("key", ["past_tasks", "probe_steps"])
+def test_accuracy_diagnostics_are_refused_in_one_line(key):
+    with pytest.raises(UserError, match=f"diagnostics.{key}: measures accuracy"):
+        loop.setup(resolve(None, SMALL + [f"diagnostics.{key}=2"]))
+
+
+def test_other_diagnostics_adapt_to_the_regression():
+    s = loop.setup(resolve(None, SMALL + ["diagnostics.sharpness=1", "diagnostics.online_every=5"]))
+    rows = []
+    loop.run([s], [rows.append])
+    end = [r for r in rows if r["event"] == "task_end"][-1]
+    assert end["sharpness"] >= 0 and end["online_plasticity"] is not None
