@@ -10,7 +10,9 @@ steps), MLP 64→256×4→10 (LayerNorm, ReLU), Adam lr 1e-3, batch 64, diagnost
   except that a method with an ``every`` option acting inside steps (ReDo) gets every = steps per
   task, i.e. one check per task after its last step;
 * for each method that declares ``entry_step``, the same with ``optim.per_entry_step: false``
-  (the old behaviour: torch Adam's one step count per tensor);
+  (the old behaviour: torch Adam's one step count per tensor); and ``none`` with
+  ``per_entry_step: true``, the control for the optimiser those methods now get (EntryAdam equals
+  torch's Adam up to rounding, and training amplifies rounding);
 * each optimiser of ``OptimConfig.name`` beyond sgd/adam/adamw with ``method: none``
   (OPTIMISER_OVERRIDES gives its settings);
 * each model option of MODEL_VARIANTS (CReLU) the config accepts, with ``method: none``.
@@ -23,7 +25,8 @@ machinery (``run_sweep``, local executor, ``--pack`` members per batched model).
 
 Usage::
 
-    python benchmarks/mitigation_table.py [--seeds 5] [--tasks 15] [--epochs 15] [--pack 16] [--out DIR]
+    python benchmarks/mitigation_table.py [--seeds 5] [--tasks 15] [--epochs 10] [--pack 16] [--out DIR]
+        [--only LABEL,...] [--set KEY=VALUE ...]
 
 Prints the markdown table (and the CPU seconds of the sweeps).
 """
@@ -38,8 +41,10 @@ import time
 import typing
 from pathlib import Path
 
+import yaml
+
 from plasticlab import registry
-from plasticlab.config import OptimConfig, load_config
+from plasticlab.config import OptimConfig, load_config, set_dotted
 from plasticlab.registry import UserError
 from plasticlab.report.stats import mean_ci
 from plasticlab.store.rundir import read_metrics
@@ -65,7 +70,9 @@ def base(tasks: int, epochs: int) -> dict:
 
 def variants(steps_per_task: int) -> dict[str, dict]:
     """Row label → config overrides (a partial config mapping)."""
-    rows: dict[str, dict] = {"none": {"method": {"name": "none"}}}
+    none = {"name": "none"}
+    rows: dict[str, dict] = {"none": {"method": none},
+                             "none (per_entry_step: true)": {"method": none, "optim": {"per_entry_step": True}}}
     for name, cls in sorted(registry.METHODS.items()):
         if name == "none":
             continue
@@ -118,6 +125,8 @@ def main() -> None:
     ap.add_argument("--pack", type=int, default=16)
     ap.add_argument("--out", default="sweeps/mitigation_table")
     ap.add_argument("--only", default="", help="comma-separated row labels (default: all)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="change the setting for every row (YAML value), e.g. model.norm=none")
     args = ap.parse_args()
     steps_per_task = args.epochs * (SAMPLES_PER_CLASS * 10 // BATCH)
     rows = variants(steps_per_task)
@@ -129,7 +138,11 @@ def main() -> None:
     cpu = time.process_time()
     wall = time.perf_counter()
     for label, over in rows.items():  # one sweep per row (its seeds pack together); a re-run skips finished runs
-        spec = {"base": merged(base(args.tasks, args.epochs), over), "grid": {}, "seeds": seeds}
+        config = merged(base(args.tasks, args.epochs), over)
+        for item in args.set:
+            key, _, value = item.partition("=")
+            set_dotted(config, key, yaml.safe_load(value))
+        spec = {"base": config, "grid": {}, "seeds": seeds}
         slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
         sweep_dir = run_sweep(spec, executor="local", out=out / slug, progress=False, pack=args.pack)
         runs = [json.loads(line) for line in (sweep_dir / "runs.jsonl").read_text().splitlines() if line.strip()]
