@@ -5,7 +5,7 @@ Rules, by the block's tag:
 - ``bash``: every line that starts with ``plasticlab`` (comments stripped, ``\\`` continuations
   joined) runs as ``python -m plasticlab ...`` in its own process and must exit 0. The lines of one
   block run in order in one fresh working directory that holds a copy of the repository's
-  ``configs/`` (so ``--out runs/x`` then ``--resume runs/x`` works), with ``PYTHONPATH`` = the
+  ``configs/`` and ``examples/`` (so ``--out runs/x`` then ``--resume runs/x`` works), with ``PYTHONPATH`` = the
   repository, ``OMP_NUM_THREADS=1`` and an empty ``$PLASTICLAB_DATA`` (no dataset is downloaded).
   One command per line: pipes, ``&&`` and redirections are refused. Lines that set up or benchmark
   the machine are *not* run: ``pip install ...``, ``./scripts/*.sh`` and ``python benchmarks/...``;
@@ -151,8 +151,9 @@ def commands(text: str) -> list[tuple[dict[str, str], list[str]]]:
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    """A fresh working directory with a copy of configs/ and an empty data directory."""
+    """A fresh working directory with a copy of configs/ and examples/ and an empty data directory."""
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     data = tmp_path / "no-data"
     data.mkdir()
     monkeypatch.setenv("PLASTICLAB_DATA", str(data))

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plasticlab import registry
+from plasticlab import registry, unit_discovery
 from plasticlab.config import bounds
 from plasticlab.methods.base import MethodContext, MethodDefaults
 from plasticlab.methods.common import forget_optimizer_state
@@ -53,9 +53,9 @@ def add_frozen(module: nn.Linear, args: tuple, out: torch.Tensor) -> torch.Tenso
 
 
 def injectable_head(model: nn.Module) -> nn.Linear:
-    """The Linear module holding the weight of ``model.head_slices()``, or a UserError."""
-    head = getattr(model, "head_slices", None)
-    weight = head()[0].tensor if callable(head) else None
+    """The Linear module holding the head's weight (``unit_discovery.head_slices``), or a UserError."""
+    slices = unit_discovery.head_slices(model)
+    weight = slices[0].tensor if slices else None
     found = next((m for m in model.modules() if isinstance(m, nn.Linear) and m.weight is weight), None)
     if found is None or found.bias is None:
         raise UserError(f"method plasticity-injection: model {type(model).__name__} has no Linear output layer "
@@ -81,7 +81,7 @@ class PlasticityInjection(MethodDefaults):
             self.head_.register_buffer("injected_weight", torch.zeros_like(self.head_.weight.detach()))
             self.head_.register_buffer("injected_bias", torch.zeros_like(self.head_.bias.detach()))
             self.head_.register_forward_hook(add_frozen)
-        self.slices_ = ctx.model.head_slices()
+        self.slices_ = unit_discovery.head_slices(ctx.model)
         frozen = Slice(self.head_.injected_weight, 1, "zeros", is_weight=False)
         for layer in ctx.units:
             mine = [s.tensor for s in layer.outgoing]

@@ -30,7 +30,7 @@ from typing import ClassVar
 
 import torch
 
-from plasticlab import registry
+from plasticlab import registry, unit_discovery
 from plasticlab.config import bounds
 from plasticlab.methods.base import MethodContext, MethodDefaults
 from plasticlab.units import Slice
@@ -68,9 +68,7 @@ class WeightClip(MethodDefaults):
     def setup(self, ctx: MethodContext) -> None:
         self.ctx_ = ctx
         slices = {id(s.tensor): s for layer in ctx.units for s in layer.incoming + layer.outgoing}
-        head = getattr(ctx.model, "head_slices", None)
-        if callable(head):
-            slices.update({id(s.tensor): s for s in head()})
+        slices.update({id(s.tensor): s for s in unit_discovery.head_slices(ctx.model) or []})
         self.clipped_ = []
         self.bounds_ = []
         for p in ctx.model.parameters():

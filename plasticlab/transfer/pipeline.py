@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from plasticlab import diagnostics, units
+from plasticlab import diagnostics, unit_discovery, units
 from plasticlab.api import run as run_source
 from plasticlab.config import DataConfig, EnvironmentConfig, RunConfig
 from plasticlab.data.base import Dataset, class_balanced_indices, load_dataset
@@ -91,9 +91,10 @@ def source_info(cfg: RunConfig, device: torch.device) -> Source:
     """Build the source run once (no training) to learn its input shape and class count; checks the model."""
     s = loop.setup(cfg, device)
     model = s.model
-    if not callable(getattr(model, "unit_layers", None)) or not callable(getattr(model, "head_slices", None)):
-        raise UserError(f"transfer: model {cfg.model.name!r} has no unit map or head_slices(); use mlp, cnn, vgg "
-                        "or resnet18")
+    if not s.unit_map or unit_discovery.head_slices(model) is None:
+        why = units.why_empty(model) if not s.unit_map else "its output is not one Linear's output"
+        raise UserError(f"transfer: model {cfg.model.name!r} has no unit map or head ({why}); use mlp, cnn, vgg, "
+                        "resnet18 or a model the automatic unit map can read (docs/models.md)")
     return Source(cfg, tuple(s.family.input_shape(s.base)), s.family.n_outputs(s.base))
 
 
@@ -161,8 +162,8 @@ def apply_intervention(iv: Intervention, model: nn.Module, *, seed: int, fresh_m
 
 
 def head_names(model: nn.Module) -> set[str]:
-    """State-dict keys of the output layer (``model.head_slices()``)."""
-    ids = {id(s.tensor) for s in model.head_slices()}
+    """State-dict keys of the output layer (``model.head_slices()``, else the automatic map's head)."""
+    ids = {id(s.tensor) for s in unit_discovery.head_slices(model)}
     return {name for name, p in model.named_parameters() if id(p) in ids}
 
 

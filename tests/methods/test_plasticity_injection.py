@@ -82,9 +82,23 @@ def test_unit_reset_clears_the_frozen_outgoing_weights_too():
     assert torch.equal(model.head.injected_weight[:, [0, 2, 3, 4]], frozen[:, [0, 2, 3, 4]])
 
 
-def test_a_model_without_a_linear_head_is_refused():
+def test_a_model_without_a_linear_head_with_bias_is_refused():
     with pytest.raises(UserError, match="Linear output layer"):
-        setup(nn.Sequential(nn.Linear(2, 2)))
+        setup(nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2, bias=False)))
+
+
+def test_a_plain_module_gets_its_head_from_the_automatic_map():
+    """No head_slices(): the Linear producing the output is injected, and the output is unchanged."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.GELU(), nn.Linear(6, 3))
+    x = torch.randn(8, 4)
+    m, opt = setup(model)
+    train(model, opt, x, 2)
+    out = model(x).detach()
+    m.on_task_start(1)
+    assert m.head_ is model[2]
+    assert torch.allclose(model(x), out, atol=1e-6)
+    assert not torch.equal(model[2].weight, model[2].injected_weight)
 
 
 def test_combines_with_the_other_2024_methods_in_one_method_list():

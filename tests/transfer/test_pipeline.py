@@ -180,3 +180,24 @@ def test_finetuning_length_in_steps_or_epochs(length, expected):
         ft = finetune_config(cfg, src, 0, n, n_train)
         assert ft.optim.batch_size == 8 and ft.method == [] and ft.environment.kind == "abrupt"
         assert build_schedule(ft.environment, 1, steps_per_epoch(n_train, 8)).total_steps == steps
+
+
+def test_a_custom_model_transfers_with_its_automatic_map(tmp_path, datasets):
+    """A plain user module (no unit_layers/head_slices): reset-frozen and head-reset act through the
+    automatic unit map and head, and the new head has the target's class count."""
+    raw = config(samples_per_class=[2])
+    raw["source"] = {**SOURCE, "model": {"name": "custom", "factory": "tests.user_code:make_mlp"},
+                     "environment": {"epochs_per_task": 1}}
+    res = read_results(run_transfer(raw, out=tmp_path / "out"))
+    assert {r["intervention"] for r in res} == {"none", f"reset-frozen(tau={TAU})", "head-reset"}
+    head = next(r for r in res if r["intervention"] == "head-reset")
+    assert head["changed_units"] == {"fc1": 0, "fc2": 0}  # the automatic map's layers; a head reset changes none
+    assert all(r["test_acc"] is not None for r in res)
+
+
+def test_a_model_without_a_head_is_refused_by_transfer(tmp_path, datasets):
+    raw = config()
+    raw["source"] = {**SOURCE, "model": {"name": "custom", "factory": "tests.user_code:make_no_head"}}
+    with pytest.raises(UserError, match="no unit map or head"):
+        run_transfer(raw, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
