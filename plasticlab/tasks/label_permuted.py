@@ -8,7 +8,9 @@ mapping must be relearned. Task 0 is permuted too (the reference code permutes a
 Departure from the reference (UPGD's ``LabelPermuted*`` streams): those are online streams that
 re-permute every ``change_freq`` samples (2,500 on EMNIST, CIFAR-10 and mini-ImageNet) of batch-1
 SGD; here a task is ``environment.epochs_per_task`` epochs over the (subset) training set, so
-``samples_per_class`` × C × epochs_per_task = samples per task sets the same budget.
+``samples_per_class`` × C × epochs_per_task = samples per task sets the same budget. The
+reference composes each new permutation with the current labels (π_t ∘ … ∘ π_1); π_t here is drawn
+afresh — the same distribution (uniform over permutations), but a pure function of (seed, t).
 """
 
 from __future__ import annotations
