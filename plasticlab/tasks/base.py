@@ -21,7 +21,9 @@ from torch import nn
 
 @dataclass
 class Task:
-    """Task ``index`` as device tensors. Targets are class ids (N,) or token ids (N, L)."""
+    """Task ``index`` as device tensors. Targets are class ids (N,), token ids (N, L), or what the
+    family's own loss reads (``class-incremental``: (class, classes seen) rows (N, 2);
+    ``slowly-changing-regression``: real values (N,))."""
 
     index: int
     x_train: torch.Tensor
