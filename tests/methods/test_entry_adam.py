@@ -1,5 +1,7 @@
 """EntryAdam equals torch's Adam/AdamW without resets, and a reset entry restarts like a fresh Adam."""
 
+import copy
+
 import pytest
 import torch
 
@@ -52,3 +54,23 @@ def test_reset_entries_restart_their_bias_correction():
     assert abs(first_update_after_reset(EntryAdam) + 0.1) < 1e-4
     # … torch's shared step count gives lr·(1−β₁)/√(1−β₂) ≈ 3.16·lr instead
     assert abs(first_update_after_reset(torch.optim.Adam) + 0.1 * 0.1 / 0.001**0.5) < 1e-3
+
+
+def test_bias_corrections_derived_from_step_when_a_checkpoint_lacks_them():
+    """A state saved before the per-entry bias corrections were kept (step, moments only) resumes exactly."""
+    w = torch.nn.Parameter(torch.randn(3, 4, generator=torch.Generator().manual_seed(0)))
+    opt = EntryAdam([w], lr=0.1)
+    for _ in range(5):
+        w.grad = torch.sin(w.detach() * 3)
+        opt.step()
+    old = copy.deepcopy(opt.state_dict())  # as a checkpoint holds it (load_state_dict would share the tensors)
+    for st in old["state"].values():
+        del st["bias_correction1"], st["bias_correction2"]
+    w2 = torch.nn.Parameter(w.detach().clone())
+    opt2 = EntryAdam([w2], lr=0.1)
+    opt2.load_state_dict(old)
+    for p, o in ((w, opt), (w2, opt2)):
+        p.grad = torch.sin(p.detach() * 3)
+        o.step()
+    torch.testing.assert_close(w2, w)
+    torch.testing.assert_close(opt2.state[w2]["bias_correction2"], 1 - 0.999 ** opt.state[w]["step"])
