@@ -94,8 +94,17 @@ def whole_tensor_inits(model: nn.Module, layers: list[UnitLayer]) -> dict[int, S
 
 
 def forget_optimizer_state(optimizer: torch.optim.Optimizer | None, params: list[torch.Tensor]) -> None:
-    """Drop the whole optimiser state (moments and step count) of ``params``: they restart fresh."""
+    """Drop the whole optimiser state (moments and step count) of ``params``: they restart fresh.
+
+    SGD's momentum buffers are zeroed instead of dropped. # why: the fused SGD kernel cannot mix
+    parameters with and without a buffer; without dampening (plasticlab's SGD has none) a zero
+    buffer gives exactly a fresh buffer's first step, buf = grad.
+    """
     if optimizer is None:
         return
     for p in params:
-        optimizer.state.pop(p, None)
+        state = optimizer.state.get(p)
+        if state and isinstance(optimizer, torch.optim.SGD) and state.get("momentum_buffer") is not None:
+            state["momentum_buffer"].zero_()
+        else:
+            optimizer.state.pop(p, None)

@@ -3,12 +3,15 @@
 The head's parameters (``model.head_slices()``; for a model without one, the Linear whose output
 is the model's output, with PyTorch's default init: ``unit_discovery.head_slices``) are re-drawn
 from their initialisation with ``ctx.generator("head-reset", task)`` and their optimiser state is
-dropped (moments and step count restart, as for a new optimiser). Config: ``method: {name: head-reset}``.
+dropped (moments and step count restart, as for a new optimiser). ``weights: zeros`` sets them to
+zero instead (Dohare et al. 2024's continual ImageNet zeroes the output layer at every task start).
+Config: ``method: {name: head-reset, weights: init}``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -26,6 +29,8 @@ class HeadReset(MethodDefaults):
     intervention = True
 
     name: str = "head-reset"
+    weights: Literal["init", "zeros"] = "init"
+    """Re-draw the head from its initialisation, or set it to zero."""
 
     def setup(self, ctx: MethodContext) -> None:
         self.ctx_ = ctx
@@ -41,5 +46,5 @@ class HeadReset(MethodDefaults):
             return
         g = self.ctx_.generator("head-reset", task)
         for s in self.slices_:
-            s.tensor.copy_(s.draw(g))
+            s.tensor.copy_(s.draw(g) if self.weights == "init" else torch.zeros_like(s.tensor))
         forget_optimizer_state(self.ctx_.optimizer, [s.tensor for s in self.slices_])

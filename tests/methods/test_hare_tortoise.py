@@ -11,7 +11,7 @@ def test_ema_and_resets_on_a_constructed_sequence():
     model = nn.Linear(1, 1, bias=False)
     with torch.no_grad():
         model.weight.fill_(1.0)
-    m = HareTortoise(momentum=0.75, reset_every=2)
+    m = HareTortoise(momentum=0.75, reset_every=2, reset_at="task-end")
     m.setup(MethodContext(model, torch.optim.SGD(model.parameters(), lr=0.1), [], 0, torch.device("cpu"),
                           fresh_model=None))
     w = model.weight
@@ -30,12 +30,29 @@ def test_ema_and_resets_on_a_constructed_sequence():
     assert w.item() == 3.0625  # task end: hare ← tortoise
 
 
-def test_no_task_end_reset_when_disabled():
+def setup_one(**options) -> tuple[HareTortoise, nn.Linear]:
     model = nn.Linear(1, 1, bias=False)
-    m = HareTortoise(momentum=0.5, at_task_end=False)
+    m = HareTortoise(**options)
     m.setup(MethodContext(model, torch.optim.SGD(model.parameters(), lr=0.1), [], 0, torch.device("cpu"),
                           fresh_model=None))
     with torch.no_grad():
         model.weight.fill_(7.0)
+    return m, model
+
+
+def test_default_resets_at_task_starts_so_task_ends_measure_the_hare():
+    m, model = setup_one(momentum=0.5)
+    tortoise = m.tortoise_[0].item()
     m.on_task_end(0)
+    assert model.weight.item() == 7.0  # the task-end measures see the trained hare
+    m.on_task_start(0)
+    assert model.weight.item() == 7.0  # the first task starts from the initial model as it is
+    m.on_task_start(1)
+    assert model.weight.item() == tortoise  # the next task starts from the tortoise
+
+
+def test_no_boundary_reset_when_disabled():
+    m, model = setup_one(momentum=0.5, reset_at="never")
+    m.on_task_end(0)
+    m.on_task_start(1)
     assert model.weight.item() == 7.0

@@ -123,3 +123,42 @@ def test_full_reset():
     assert all(p is q for p, q in zip(s.model.parameters(), params, strict=True))  # optimiser still points at them
     assert int(s.optimizer.state[s.model.head.weight]["step"]) == 3  # and trained them after the reset
     assert not torch.equal(s.model.head.weight, fresh.head.weight)
+
+
+def test_forgotten_sgd_momentum_restarts_exactly_as_a_fresh_buffer():
+    """SGD with momentum: a forgotten parameter's next step equals a fresh optimiser's first step
+    (buf = grad), the others keep their momentum, and the fused kernel takes the mix."""
+    from torch import nn
+
+    from plasticlab.methods.common import forget_optimizer_state
+
+    torch.manual_seed(0)
+    a, b = nn.Parameter(torch.randn(3)), nn.Parameter(torch.randn(3))
+    opt = torch.optim.SGD([a, b], lr=0.1, momentum=0.9, fused=True)
+    for _ in range(2):
+        opt.zero_grad()
+        (a.square().sum() + b.pow(3).sum()).backward()
+        opt.step()
+    forget_optimizer_state(opt, [a])
+    a0, b0, buf_b = a.detach().clone(), b.detach().clone(), opt.state[b]["momentum_buffer"].clone()
+    opt.zero_grad()
+    (a.square().sum() + b.pow(3).sum()).backward()
+    ga, gb = a.grad.clone(), b.grad.clone()
+    opt.step()
+    assert torch.allclose(a, a0 - 0.1 * ga)  # fresh: buf = grad
+    assert torch.allclose(b, b0 - 0.1 * (0.9 * buf_b + gb))  # kept momentum
+
+
+def test_head_reset_with_sgd_momentum_runs():
+    s = tiny({"name": "head-reset"}, steps_per_task=3, optim="sgd", overrides=("optim.momentum=0.9",))
+    run(s)
+    assert torch.isfinite(s.model.head.weight).all()
+
+
+def test_head_reset_to_zeros():
+    s = tiny({"name": "head-reset", "weights": "zeros"}, steps_per_task=3)
+    seen = around_task_starts(s, s.methods[0])
+    run(s)
+    after = seen[1]["after"]["params"]
+    assert not after["head.weight"].any() and not after["head.bias"].any()
+    assert seen[0]["after"]["params"]["head.weight"].any()  # task 0 keeps its initialisation
