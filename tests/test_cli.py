@@ -5,13 +5,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.cli_server import SHARED
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli(*args, cwd=None):
+def cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    """``python -m plasticlab ARGS`` in its own process (forked from the suite's command server,
+    ``tests/cli_server.py``), in ``cwd`` (default: the test's working directory)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "plasticlab", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=300)
+    rc, out, err = SHARED.run(list(args), cwd or os.getcwd(), env, timeout=300)
+    assert rc != "timeout", f"plasticlab {' '.join(args)}: timed out"
+    return subprocess.CompletedProcess(["plasticlab", *args], rc, out, err)
 
 
 def test_run_end_to_end(tmp_path, tiny):

@@ -39,18 +39,17 @@ Skipped blocks show in ``pytest -rs``. Keep them rare: prefer making an example 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.cli_server import SHARED, Server
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -161,57 +160,6 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-SERVER = r"""
-import json, os, runpy, sys, time, traceback
-import torch, torch._dynamo, sklearn.datasets  # noqa: F401  the slow imports of every command, paid once
-import plasticlab.cli  # noqa: F401
-
-for line in sys.stdin:
-    req = json.loads(line)
-    pid = os.fork()
-    if pid == 0:  # the command: like `python -m plasticlab ARGS` after the imports above
-        code = 1
-        try:
-            os.setpgid(0, 0)
-            os.chdir(req["cwd"])
-            os.environ.clear()
-            os.environ.update(req["env"])
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            for fd, name in ((1, "stdout"), (2, "stderr")):
-                os.dup2(os.open(req[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
-            sys.argv = ["plasticlab", *req["argv"]]
-            try:
-                runpy.run_module("plasticlab", run_name="__main__", alter_sys=True)
-                code = 0
-            except SystemExit as e:
-                if e.code is None or isinstance(e.code, int):
-                    code = e.code or 0
-                else:
-                    print(e.code, file=sys.stderr)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    start = time.monotonic()
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            rc = os.waitstatus_to_exitcode(status)
-            break
-        if time.monotonic() - start > req["timeout"]:
-            try:
-                os.killpg(pid, 9)  # the command and any workers it started
-            except ProcessLookupError:
-                os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            rc = "timeout"
-            break
-        time.sleep(0.02)
-    print(json.dumps({"rc": rc, "seconds": round(time.monotonic() - start, 2)}), flush=True)
-"""
 TIMEOUT = 300
 
 
@@ -219,52 +167,15 @@ def command_env(cwd: Path) -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PLASTICLAB_DATA": str(cwd / "no-data")}
 
 
-class Server:
-    """The fork server, started on first use; ``proc`` None runs each command as a plain subprocess."""
-
-    def __init__(self):
-        self.proc = None
-        self.spawn = not hasattr(os, "fork") or os.environ.get("PLASTICLAB_DOCS_TEST_SPAWN") == "1"
-
-    def get(self):
-        if self.proc is None and not self.spawn:
-            env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-            self.proc = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, env=env, text=True, cwd=ROOT)
-        return self.proc
-
-    def close(self):
-        if self.proc is not None:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=60)
-
-
 @pytest.fixture(scope="module")
 def server():
-    s = Server()
-    yield s
-    s.close()
+    return SHARED
 
 
 def run_command(server: Server, args: list[str], cwd: Path, log: Path, extra_env: dict[str, str]
                 ) -> tuple[int | str, str, str]:
     """Run ``plasticlab ARGS`` in ``cwd``; return (exit code, stdout, stderr)."""
-    env = {**command_env(cwd), **extra_env}
-    proc = server.get()
-    if proc is None:
-        try:
-            r = subprocess.run([sys.executable, "-m", "plasticlab", *args], cwd=cwd, env=env, capture_output=True,
-                               text=True, timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            return "timeout", "", ""
-        return r.returncode, r.stdout, r.stderr
-    out, err = log.with_suffix(".out"), log.with_suffix(".err")
-    proc.stdin.write(json.dumps({"cwd": str(cwd), "env": env, "argv": args, "stdout": str(out),
-                                   "stderr": str(err), "timeout": TIMEOUT}) + "\n")
-    proc.stdin.flush()
-    reply = proc.stdout.readline()
-    assert reply, "the docs-test command server died"
-    return json.loads(reply)["rc"], out.read_text(errors="replace"), err.read_text(errors="replace")
+    return server.run(args, cwd, {**command_env(cwd), **extra_env}, TIMEOUT, log)
 
 
 def run_bash(block: Block, cwd: Path, server: Server) -> None:

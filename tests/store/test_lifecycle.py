@@ -63,7 +63,7 @@ def test_signal_stops_a_run_with_a_checkpoint_and_resume_is_exact(tmp_path, sig)
 
 def test_sigterm_to_a_sweep_stops_its_workers_and_a_rerun_finishes_exactly(tmp_path):
     spec = {"base": {"model": {"hidden": [64, 64]}, "tasks": {"count": 3},
-                     "environment": {"epochs_per_task": 12}, "diagnostics": {"every": "never"}},
+                     "environment": {"epochs_per_task": 6}, "diagnostics": {"every": "never"}},
             "grid": {"optim.lr": [1e-3, 2e-3]}, "seeds": [0]}
     path = tmp_path / "sw.yaml"
     path.write_text(yaml.safe_dump(spec))
