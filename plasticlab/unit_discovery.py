@@ -618,6 +618,18 @@ def measured_init(model: nn.Module, min_entries: int = 64) -> dict[str, tuple[st
     return out
 
 
+def partial_map_note(model: nn.Module, example_input: Any = None) -> str | None:
+    """One line saying which activations the automatic map of ``model`` left out and why, or None
+    (the model has its own ``unit_layers()``, or every activation was read)."""
+    if callable(getattr(model, "unit_layers", None)):
+        return None
+    amap = discover(model, example_input)
+    if not amap.skipped or amap.how not in ("fx", "forward"):
+        return None
+    return (f"unit map of {type(model).__name__}: {len(amap.layers)} layer(s) of units read automatically; "
+            f"not read — {amap.reason} (docs/models.md, Automatic unit maps)")
+
+
 # --- head and features ------------------------------------------------------------------------------
 
 def head_module(model: nn.Module, example_input: Any = None) -> nn.Linear | None:

@@ -25,6 +25,7 @@ from plasticlab.unit_discovery import (
     features,
     head_slices,
     measured_init,
+    partial_map_note,
 )
 from tests.methods.methods_driver import BATCH, N_OUT, run, step, tiny
 
@@ -673,3 +674,25 @@ def test_diagnostics_without_units_or_head_give_none():
     assert row["weight_norm"] > 0 and row["layers"] == {}
     with pytest.raises(UserError, match="^method head-reset: model NoHead has no head_slices"):
         tiny({"name": "head-reset"}, factory=builder(NoHead))
+
+
+class PartlyReadable(nn.Module):
+    """fc1 → ReLU module → fc2 (a unit layer), then fc2 → F.relu → fc3 (not one: a functional activation)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.act, self.fc2, self.fc3 = nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc3(F.relu(self.fc2(self.act(self.fc1(x)))))
+
+
+def test_a_partial_map_is_announced_once_at_setup(capsys):
+    s = tiny({"name": "redo"}, factory=builder(PartlyReadable))
+    assert [layer.name for layer in s.unit_map] == ["fc1"]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unit map of PartlyReadable: 1 layer(s) of units read automatically" in err
+    assert "'fc2'" in err and "relu()" in err
+    tiny({"name": "redo"}, factory=builder(PartlyReadable))
+    assert capsys.readouterr().err == ""  # once per process
+    assert partial_map_note(gelu_mlp()) is None and partial_map_note(MLP(6, [8], 3)) is None

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from plasticlab import diagnostics, registry, units
+from plasticlab import diagnostics, registry, unit_discovery, units
 from plasticlab.config import RunConfig, to_dict
 from plasticlab.data import load_dataset
-from plasticlab.engine.accel import maybe_compile, resolve_precision
+from plasticlab.engine.accel import maybe_compile, notice, resolve_precision
 from plasticlab.engine.optim import make_optimizer, resolve_optim
 from plasticlab.envs import build_schedule, steps_per_epoch
 from plasticlab.methods import MethodContext
@@ -179,7 +179,10 @@ def setup(cfg: RunConfig, device: torch.device | None = None, *, base: object | 
     model = fresh(derived_seed(cfg.seed, "init") if factory else cfg.seed) if model is None else place(
         model, cfg, in_shape, device)
     optimizer = make_optimizer(model, cfg.optim, cfg.seed)
-    unit_map = units.build(model, example_input=torch.zeros((2, *in_shape), device=device))  # auto map if none
+    example = torch.zeros((2, *in_shape), device=device)
+    unit_map = units.build(model, example_input=example)  # the automatic map where the model has none
+    if (cfg.method or cfg.diagnostics.every != "never") and (note := unit_discovery.partial_map_note(model, example)):
+        notice(note, once=True)
     ctx = MethodContext(model, optimizer, unit_map, cfg.seed, device, fresh_model=fresh,
                         activations=[None] * len(unit_map))
     methods = [dataclasses.replace(m) for m in cfg.method]  # fresh instances: state is per run, not per config
