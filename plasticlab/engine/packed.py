@@ -13,7 +13,7 @@ is the separate run's own code:
   decay, betas, state; the gradients it reads are views of the stacked gradients), its own
   methods and method state, rows, checkpoints and run directory;
 * per step: one batched forward/backward for all members; then each member's optimiser step
-  (merged fused kernel calls) and its methods' hooks, in the separate run's order.
+  (merged fused kernel calls, ``optim.step_optimizers``) and its methods' hooks, in the separate run's order.
 
 Member k's rows equal the separate run of ``cfgs[k]`` up to float rounding: batched and single
 matrix products round differently, and training amplifies the difference over hundreds of
@@ -28,11 +28,11 @@ import json
 
 import torch
 import torch.nn.functional as F
-from torch.optim.adam import adam
 
 from plasticlab.config import RunConfig, to_dict
 from plasticlab.engine.accel import autocast, maybe_compile
 from plasticlab.engine.build import Setup
+from plasticlab.engine.optim import step_optimizers
 from plasticlab.methods.base import due
 from plasticlab.registry import UserError
 
@@ -106,46 +106,6 @@ def packed_loss(net, x: torch.Tensor, target: torch.Tensor, capture: bool = Fals
     hard = target.argmax(-1) if target.is_floating_point() else target
     correct = (out.argmax(-1) == hard).sum(1)
     return loss, correct, acts
-
-
-def mergeable(opt: torch.optim.Optimizer) -> bool:
-    """Adam/AdamW on fused kernels with plain options: its step can join a merged fused call."""
-    return type(opt) in (torch.optim.Adam, torch.optim.AdamW) and all(
-        g["fused"] and not (g["amsgrad"] or g["maximize"] or g["capturable"] or g["differentiable"])
-        and not torch.is_tensor(g["lr"]) for g in opt.param_groups)
-
-
-@torch.no_grad()
-def step_optimizers(optimizers: list[torch.optim.Optimizer]) -> None:
-    """Every member's optimiser step, with one fused kernel call per group of equal hyper-parameters.
-
-    The fused Adam kernel updates each tensor from its own parameter, gradient, moments and step
-    count, so merging members' tensors into one call is exactly each member's own ``step()``
-    (K Python calls and kernel launches become one). A member whose optimiser cannot be merged,
-    or whose state is not yet built (step 0, or just dropped by a method), calls ``step()``.
-    """
-    merged: dict[tuple, tuple[list, list, list, list, list]] = {}
-    for opt in optimizers:
-        if not mergeable(opt) or any(p.grad is not None and "exp_avg" not in opt.state.get(p, {})
-                                     for g in opt.param_groups for p in g["params"]):
-            opt.step()
-            continue
-        for g in opt.param_groups:
-            key = (g["lr"], tuple(g["betas"]), g["eps"], g["weight_decay"], g["decoupled_weight_decay"])
-            ps, gs, ms, vs, steps = merged.setdefault(key, ([], [], [], [], []))
-            for p in g["params"]:
-                if p.grad is not None:
-                    st = opt.state[p]
-                    ps.append(p)
-                    gs.append(p.grad)
-                    ms.append(st["exp_avg"])
-                    vs.append(st["exp_avg_sq"])
-                    steps.append(st["step"])
-    for (lr, (b1, b2), eps, wd, decoupled), (ps, gs, ms, vs, steps) in merged.items():
-        adam(ps, gs, ms, vs, [], steps, foreach=False, fused=True, decoupled_weight_decay=decoupled, amsgrad=False,
-             beta1=b1, beta2=b2, lr=lr, weight_decay=wd, eps=eps, maximize=False)
-
-
 
 
 class PackedStep:

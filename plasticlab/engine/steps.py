@@ -21,6 +21,7 @@ import torch
 from plasticlab.engine import whole_step
 from plasticlab.engine.accel import autocast
 from plasticlab.engine.build import Setup
+from plasticlab.engine.optim import step_optimizers
 from plasticlab.engine.packed import PackedStep
 from plasticlab.methods.base import due
 
@@ -54,7 +55,7 @@ def train_step(s: Setup, x: torch.Tensor, target: torch.Tensor, step: int, acc: 
     total.backward()
     for m in methods:
         m.add_grad()
-    s.optimizer.step()
+    step_optimizers([s.optimizer])
     for m in methods:
         if due(m, step):
             m.after_step(step, x)
