@@ -20,7 +20,7 @@ from plasticlab.config import RunConfig, to_dict
 from plasticlab.data import load_dataset
 from plasticlab.engine.accel import maybe_compile, notice, resolve_precision
 from plasticlab.engine.optim import make_optimizer, resolve_optim
-from plasticlab.envs import build_schedule, steps_per_epoch
+from plasticlab.envs import build_schedule, dropped_levels_note, steps_per_epoch
 from plasticlab.methods import MethodContext
 from plasticlab.registry import UserError
 from plasticlab.seeding import derived_seed
@@ -189,6 +189,8 @@ def setup(cfg: RunConfig, device: torch.device | None = None, *, base: object | 
     for m in methods:
         m.setup(ctx)
     n_train, schedule = schedule_of(cfg, base)
+    if note := dropped_levels_note(schedule):
+        notice(note, once=True)
     env = registry.ENVIRONMENTS[cfg.environment.kind](classes=n_out, mode=cfg.environment.transition.mode)
     probe_idx, init_params = None, None
     if cfg.diagnostics.every != "never":

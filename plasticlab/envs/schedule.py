@@ -74,6 +74,9 @@ class Schedule:
     tasks: int
     epoch_steps: tuple[int, ...] = ()
     """S_t per task when tasks differ in size; empty when every task has ``steps_per_epoch``."""
+    dropped: tuple[tuple[int, float], ...] = ()
+    """(task, α) of every transition level that got no step: a transition of R steps holds at
+    most R of its 1/δ − 1 levels (``dropped_levels_note`` says so in one line)."""
 
     def epoch_length(self, task: int) -> int:
         """Steps per epoch of ``task``."""
@@ -106,6 +109,7 @@ def build_schedule(env: EnvironmentConfig, tasks: int, steps_per_epoch: int | Se
     gradual = env.kind != "abrupt"
     alphas = alpha_grid(env.transition.step) if gradual else []
     phases: list[Phase] = []
+    dropped: list[tuple[int, float]] = []
     at = 0
     for t in range(tasks):
         pure = max(1, round(env.epochs_per_task * spe[t]))
@@ -115,6 +119,8 @@ def build_schedule(env: EnvironmentConfig, tasks: int, steps_per_epoch: int | Se
                 if n > 0:
                     phases.append(Phase(t, "transition", a, at, n))
                     at += n
+                else:
+                    dropped.append((t, a))
             n = pure
         elif env.compute_matched:
             n = pure + trans
@@ -123,7 +129,23 @@ def build_schedule(env: EnvironmentConfig, tasks: int, steps_per_epoch: int | Se
         phases.append(Phase(t, "task", None, at, n))
         at += n
     varied = () if len(set(spe)) <= 1 else tuple(spe)
-    return Schedule(tuple(phases), spe[0] if spe else 1, tasks, varied)
+    return Schedule(tuple(phases), spe[0] if spe else 1, tasks, varied, tuple(dropped))
+
+
+def dropped_levels_note(schedule: Schedule) -> str | None:
+    """One line when some transition has fewer steps than α levels (those levels get no step), else None."""
+    if not schedule.dropped:
+        return None
+    tasks = sorted({t for t, _ in schedule.dropped})
+    first = tasks[0]
+    alphas = [a for t, a in schedule.dropped if t == first]
+    kept = [p for p in schedule.phases if p.task == first and p.kind == "transition"]
+    n = len(tasks) - 1
+    more = f" (and into {n} more task{'s' if n > 1 else ''})" if n else ""
+    shown = ", ".join(f"{a:g}" for a in alphas[:4]) + (", …" if len(alphas) > 4 else "")
+    return (f"environment.transition: the transition into task {first}{more} has {sum(p.steps for p in kept)} steps "
+            f"for {len(kept) + len(alphas)} α levels, so {len(alphas)} levels get no step (α = {shown}); lengthen "
+            "transition.length or epochs_per_task, or use a coarser transition.step")
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
@@ -148,4 +170,5 @@ def describe(schedule: Schedule) -> str:
     else:
         rows.append(f"total steps {schedule.total_steps} ({schedule.steps_per_epoch} steps per epoch, "
                     f"{math.ceil(schedule.total_steps / schedule.steps_per_epoch)} epochs)")
-    return "\n".join(rows)
+    note = dropped_levels_note(schedule)
+    return "\n".join(rows + ([f"note: {note}"] if note else []))

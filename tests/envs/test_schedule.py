@@ -1,7 +1,7 @@
 import pytest
 
 from plasticlab.config import EnvironmentConfig, TransitionConfig
-from plasticlab.envs.schedule import alpha_grid, build_schedule, split_steps
+from plasticlab.envs.schedule import alpha_grid, build_schedule, describe, dropped_levels_note, split_steps
 
 
 def env(kind, E=4.0, k=2.0, delta=0.25, matched=True):
@@ -64,3 +64,26 @@ def test_tasks_of_different_sizes_get_their_own_epochs():
     same = build_schedule(env("task-sampling"), 3, [6, 6, 6])
     assert same == build_schedule(env("task-sampling"), 3, 6) and same.epoch_steps == ()
     assert same.epoch_length(2) == 6
+
+
+def test_levels_without_steps_are_recorded_and_announced(capsys):
+    """batch 61 on 500 images (S = 8), δ = 0.05, E = 1, k = 2: R = 16 steps for 19 levels, 3 get none."""
+    env = EnvironmentConfig(kind="output-interpolation", epochs_per_task=1.0,
+                            transition=TransitionConfig(length=2.0, step=0.05))
+    s = build_schedule(env, 3, 8)
+    expect = [a for a, n in zip(alpha_grid(0.05), split_steps(16, 19), strict=True) if n == 0]
+    assert len(expect) == 3 and s.dropped == tuple((t, a) for t in (1, 2) for a in expect)
+    kept = [p for p in s.phases if p.task == 1 and p.kind == "transition"]
+    assert len(kept) == 16 and sum(p.steps for p in kept) == 16
+    note = dropped_levels_note(s)
+    assert note.startswith("environment.transition: the transition into task 1 (and into 1 more task) has 16 steps "
+                           "for 19 α levels, so 3 levels get no step")
+    assert describe(s).splitlines()[-1] == f"note: {note}"
+    assert dropped_levels_note(build_schedule(env, 3, 10)) is None  # R = 20 ≥ 19 levels
+    from plasticlab.api import resolve
+    from plasticlab.engine import loop
+
+    loop.setup(resolve(None, ["environment.kind=output-interpolation", "environment.transition.step=0.05",
+                              "environment.epochs_per_task=1", "optim.batch_size=61", "tasks.count=3",
+                              "data.samples_per_class=50", "diagnostics.every=never"]))
+    assert f"plasticlab: {note}" in capsys.readouterr().err
