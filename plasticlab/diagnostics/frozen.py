@@ -15,9 +15,29 @@ parameters are not part of the test. Over the distinct weight tensors E of the u
 Since a frozen unit's entries are all below threshold, frozen_weight + sparse = the share of
 entries below threshold. Gradient evidence: mean |∂L/∂w| over F, over the sparse entries and
 over E (``grad_frozen``, ``grad_sparse``, ``grad_all``).
+
+**Under BatchNorm** (plasticlab's extension; Zilly et al. define the test for plain layers). A
+unit whose incoming side holds a BatchNorm (a per-unit gain γ and running statistics) outputs
+γ_i·â_i + β_i with â_i of unit variance whatever the scale of W_in[i], so small incoming weights
+do not silence it; its signal scale is |γ_i|. And a consumer that is itself batch-normalised
+ignores the scale of each of its rows. The unit is then frozen when
+
+    |γ_i| < τ  (γ's init value is 1)   and
+    max_j |W_out[k, i, …]| / rms(W_out[k]) < τ  for every output k of every outgoing weight tensor,
+
+i.e. its gain is small and its outgoing weights are small *relative to the rest of the row that
+reads them* (rms over all of row k's entries; a row that is all zero counts as small). The
+mutual-gradient argument carries over: ∂L/∂γ_i ∝ the unit's outgoing weights relative to the
+normalised consumer's row, and their gradient ∝ the variation of the unit's output, ∝ γ_i. The
+test is invariant to rescaling any incoming or outgoing weight tensor; at initialisation the row
+rms ≈ σ_out, so it agrees with the plain test there. In BN layers frozen entries need not be
+below θ, so frozen_weight + sparse may exceed the share below threshold. A BatchNorm without
+running statistics (``track_running_stats=False``) is not recognised and gets the plain test.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 
@@ -28,18 +48,47 @@ def _weights(slices: list[Slice]) -> list[Slice]:
     return [s for s in slices if s.is_weight]
 
 
+def batchnorm_gain(layer: UnitLayer) -> Slice | None:
+    """The per-unit gain γ of a BatchNorm on ``layer``'s incoming side, or None.
+
+    Recognised from the unit map alone: the incoming side holds a trainable constant-``ones``
+    slice (the gain) and a non-trainable one (the running variance). LayerNorm and GroupNorm
+    keep no running statistics, so they are not matched.
+    """
+    ones = [s for s in layer.incoming if not s.is_weight and s.init == "ones"]
+    gain = next((s for s in ones if s.tensor.requires_grad), None)
+    has_stats = any(not s.tensor.requires_grad for s in ones)
+    return gain if gain is not None and has_stats else None
+
+
+def _row_relative(s: Slice) -> Slice:
+    """``s`` with |W| / rms of its row (output index along dim 0) instead of W; 0 where the row is all 0."""
+    w = s.tensor.detach().abs()
+    rms = w.pow(2).flatten(1).mean(dim=1).sqrt().view(-1, *([1] * (w.ndim - 1)))
+    return dataclasses.replace(s, tensor=torch.where(rms > 0, w / rms.clamp_min(torch.finfo(w.dtype).tiny), 0.0))
+
+
 def frozen_mask(layer: UnitLayer, tau: float) -> torch.Tensor:
     """Which units of ``layer`` are mutually frozen: (units,) bool, on the weights' device.
 
-    Unit i is frozen when max |w| < tau × init_std over each of its incoming and outgoing
-    weight slices (biases and norm parameters excluded). No host sync.
+    Plain layers: unit i is frozen when max |w| < tau × init_std over each of its incoming and
+    outgoing weight slices (biases and norm parameters excluded). Batch-normalised layers
+    (``batchnorm_gain``): |γ_i| < tau and, for each outgoing weight slice, max |w| / rms(its
+    consumer row) < tau (module docstring). No host sync.
     """
-    slices = _weights(layer.incoming) + _weights(layer.outgoing)
-    if not slices:
+    gain = batchnorm_gain(layer)
+    outgoing = _weights(layer.outgoing)
+    if gain is None:
+        tests = [(s, tau * s.init_std) for s in _weights(layer.incoming) + outgoing]
+    else:
+        if any(s.dim == 0 for s in outgoing):
+            raise TypeError(f"unit layer {layer.name!r}: an outgoing weight slice indexes units along dim 0")
+        tests = [(gain, tau), *((_row_relative(s), tau) for s in outgoing)]
+    if not tests:
         raise TypeError(f"unit layer {layer.name!r} has no weight slices")
-    mask = torch.ones(layer.count, dtype=torch.bool, device=slices[0].tensor.device)
-    for s in slices:
-        mask &= s.rows().detach().abs().amax(dim=1) < tau * s.init_std
+    mask = torch.ones(layer.count, dtype=torch.bool, device=tests[0][0].tensor.device)
+    for s, theta in tests:
+        mask &= s.rows().detach().abs().amax(dim=1) < theta
     return mask
 
 

@@ -93,3 +93,74 @@ def test_grad_means_over_each_set():
     assert overall["grad_frozen"].item() == pytest.approx((8 * 2 + 13) / 21)
     assert overall["grad_sparse"].item() == pytest.approx((9 * 2 + 2) / 11)
     assert overall["grad_all"].item() == pytest.approx((48 * 2 + 45) / 93)
+
+
+def bn_planted():
+    """MLP 8→6→5→3 with BatchNorm, weights ±bound, then:
+
+    hidden0:1 — γ = 1e-3 and W2[:, 1] = 1e-3·bound: frozen under BN (incoming weights intact);
+    hidden0:2 — W1 row and W2 column ×1e-3, γ = 1: the plain test's frozen unit, live under BN;
+    hidden1:3 — γ = 1e-3 only (outgoing head column intact): not frozen.
+    """
+    torch.manual_seed(0)
+    model = MLP(8, [6, 5], 3, norm="batchnorm")
+    w1, w2 = model.linears[0].weight, model.linears[1].weight
+    with torch.no_grad():
+        for lin in (*model.linears, model.head):
+            lin.weight.copy_(torch.sign(torch.randn_like(lin.weight)) / math.sqrt(lin.in_features))
+        model.norms[0].weight[1] = 1e-3
+        w2[:, 1] *= 1e-3
+        w1[2] *= 1e-3
+        w2[:, 2] *= 1e-3
+        model.norms[1].weight[3] = 1e-3
+    return model, build(model)
+
+
+def test_batchnorm_mask_uses_gain_and_row_relative_outgoing():
+    model, layers = bn_planted()
+    assert frozen_mask(layers[0], TAU).tolist() == [False, True, False, False, False, False]
+    assert frozen_mask(layers[1], TAU).tolist() == [False] * 5
+    # the same weights without BatchNorm: the plain test finds hidden0:2, not hidden0:1
+    plain = MLP(8, [6, 5], 3, norm="none")
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if "norms" not in k})
+    assert frozen_mask(build(plain)[0], TAU).tolist() == [False, False, True, False, False, False]
+
+
+def test_batchnorm_mask_is_invariant_to_weight_scale():
+    """Shrinking a whole weight tensor (what weight decay does to a BN net) changes no BN unit's state."""
+    model, layers = bn_planted()
+    before = [frozen_mask(layer, TAU).tolist() for layer in layers]
+    with torch.no_grad():
+        model.linears[0].weight.mul_(1e-3)
+        model.linears[1].weight.mul_(1e-3)
+        model.head.weight.mul_(1e-3)
+    assert [frozen_mask(layer, TAU).tolist() for layer in layers] == before
+    with torch.no_grad():
+        model.linears[1].weight.zero_()  # a consumer that reads nothing: every outgoing column is small
+    assert frozen_mask(layers[0], TAU).tolist() == [False, True, False, False, False, False]
+    model.norms[0].weight.data.fill_(1e-3)
+    assert frozen_mask(layers[0], TAU).all()
+
+
+def test_batchnorm_frozen_unit_gets_tiny_gradients():
+    """The known answer behind the criterion: in training mode the BN-frozen unit's gain and outgoing
+    weights get gradients orders of magnitude below the other units', the plain-frozen one does not."""
+    model, _ = bn_planted()
+    model.train()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(256, 8, generator=g), torch.randint(0, 3, (256,), generator=g)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    gamma = model.norms[0].weight.grad.abs()
+    w2 = model.linears[1].weight.grad.abs()
+    others = [0, 3, 4, 5]
+    assert gamma[1] < 1e-2 * gamma[others].min()
+    assert w2[:, 1].mean() < 1e-2 * w2[:, others].mean()
+    assert w2[:, 2].mean() > 1e-1 * w2[:, others].mean()  # small outgoing weights, ordinary gradients
+
+
+def test_layernorm_and_plain_layers_keep_the_plain_test():
+    from plasticlab.diagnostics.frozen import batchnorm_gain
+
+    assert batchnorm_gain(build(MLP(8, [6], 3, norm="layernorm"))[0]) is None
+    assert batchnorm_gain(build(MLP(8, [6], 3, norm="none"))[0]) is None
+    assert batchnorm_gain(build(MLP(8, [6], 3, norm="batchnorm"))[0]) is not None
