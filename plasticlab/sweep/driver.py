@@ -581,11 +581,12 @@ def start_executor(name: str, **options) -> Executor:
 def run_labels(points: list[Point]) -> dict[str, str]:
     """id → a short label that tells the runs of a sweep apart: the grid values that differ between
     its points (keys shortened to their last part unless two keys share it) and the seed, in full."""
+    shown = lambda p, k: text(p.values[k]) if k in p.values else None  # why: a union grid's point may lack k
     keys = [k for k in dict.fromkeys(k for p in points for k in p.values)
-            if len({text(p.values.get(k)) for p in points}) > 1]
+            if len({shown(p, k) for p in points}) > 1]
     last = [k.split(".")[-1] for k in keys]
     names = [k if last.count(k.split(".")[-1]) > 1 else k.split(".")[-1] for k in keys]
-    out = {p.id: " ".join([*(f"{n}={text(p.values.get(k))}" for n, k in zip(names, keys, strict=True)),
+    out = {p.id: " ".join([*(f"{n}={shown(p, k)}" for n, k in zip(names, keys, strict=True) if k in p.values),
                            f"s{p.seed}"]) for p in points}
     return out if len(set(out.values())) == len(out) else {p.id: p.id for p in points}
 

@@ -9,6 +9,12 @@ A sweep file (YAML, or the same as a mapping)::
     seeds: [0, 1, 2]                  # expands too (default: the base config's seed)
     slurm: {partition: gpu, time: 240}  # optional: --executor slurm options (plasticlab.sweep.slurm)
 
+``grid`` may also be a list of such mappings: the sweep is then the union of each mapping's product,
+in order (scikit-learn's ``ParameterGrid`` convention), e.g. ``[{environment.kind: [abrupt], method:
+[…]}, {environment.kind: [task-sampling]}]``. A point has values only for its own mapping's keys (the
+others keep the base's value; reports show ``—``); the keys of the sweep are the union, in order of
+first appearance. A plain mapping is the list of that one mapping (same points, ids and configs).
+
 Each grid point × seed is validated as a full config. Its id is a readable prefix of the grid
 values and the seed, then ``config_hash`` of the resolved config (12 hex digits), e.g.
 ``lr=0.001_method=l2-coef=0.001-s0-3f2a9c01b7de``: stable across machines and re-runs,
@@ -50,7 +56,8 @@ class Point:
 @dataclass
 class Sweep:
     base: dict
-    grid: dict[str, list]
+    grid: dict[str, list] | list[dict[str, list]]
+    """As written: one mapping (the product of its values) or a list of mappings (the union of their products)."""
     seeds: list[int]
     name: str
     slurm: dict = field(default_factory=dict)
@@ -67,12 +74,10 @@ class Sweep:
         Raises:
             UserError: a point is not a valid config, or two points resolve to the same config.
         """
-        keys = list(self.grid)
         out: list[Point] = []
         seen: dict[str, dict] = {}
         for seed in self.seeds:
-            for combo in itertools.product(*(self.grid[k] for k in keys)):
-                values = dict(zip(keys, combo, strict=True))
+            for values in grid_points(self.grid):
                 raw = apply(self.base, values, seed)
                 try:
                     cfg = load_config(raw)
@@ -87,6 +92,27 @@ class Sweep:
                 seen[h] = values
                 out.append(Point(run_id(values, seed, h), seed, values, to_dict(cfg)))
         return out
+
+
+def mappings(grid: dict | list | None) -> list[dict[str, list]]:
+    """The grid as a list of mappings (a plain mapping is a list of one; no grid: one empty mapping)."""
+    if isinstance(grid, list):
+        return grid or [{}]
+    return [grid or {}]
+
+
+def grid_points(grid: dict | list | None) -> list[dict[str, Any]]:
+    """Every grid point (key → value) in order: per mapping, the product of its values (last key fastest)."""
+    out = []
+    for m in mappings(grid):
+        keys = list(m)
+        out += [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(m[k] for k in keys))]
+    return out
+
+
+def grid_keys(grid: dict | list | None) -> list[str]:
+    """The grid's keys: the union of its mappings' keys in order of first appearance."""
+    return list(dict.fromkeys(k for m in mappings(grid) for k in m))
 
 
 def apply(base: dict, values: dict[str, Any], seed: int) -> dict:
@@ -147,15 +173,16 @@ def load_sweep(source: str | Path | dict | Sweep) -> Sweep:
     if not isinstance(base, dict):
         raise UserError(f"{where}: base: expected a config mapping or the path of a config file")
     grid = raw.get("grid") or {}
-    if not isinstance(grid, dict):
-        raise UserError(f"{where}: grid: expected a mapping of dotted key → list of values")
-    for key, values in grid.items():
-        if not isinstance(key, str) or not key:
-            raise UserError(f"{where}: grid: keys must be dotted config keys such as optim.lr, got {key!r}")
-        if key == "seed":
-            raise UserError(f"{where}: grid: put seeds under 'seeds: [...]', not in the grid")
-        if not isinstance(values, list) or not values:
-            raise UserError(f"{where}: grid: {key}: expected a non-empty list of values, got {values!r}")
+    if isinstance(grid, list):
+        for i, m in enumerate(grid):
+            if not isinstance(m, dict):
+                raise UserError(f"{where}: grid: expected a mapping of dotted key → list of values, or a list of "
+                                f"such mappings; grid[{i}] is {m!r}")
+            _check_grid(m, f"{where}: grid[{i}]")
+    elif isinstance(grid, dict):
+        _check_grid(grid, f"{where}: grid")
+    else:
+        raise UserError(f"{where}: grid: expected a mapping of dotted key → list of values, or a list of such mappings")
     seeds = raw.get("seeds", [base.get("seed", 0)])
     if (
         not isinstance(seeds, list)
@@ -171,3 +198,14 @@ def load_sweep(source: str | Path | dict | Sweep) -> Sweep:
         digest = hashlib.sha256(json.dumps(runs, sort_keys=True, default=str).encode()).hexdigest()
         sweep.name = f"sweep-{digest[:8]}"
     return sweep
+
+
+def _check_grid(grid: dict, where: str) -> None:
+    """One grid mapping: dotted keys (not ``seed``) → non-empty lists of values."""
+    for key, values in grid.items():
+        if not isinstance(key, str) or not key:
+            raise UserError(f"{where}: keys must be dotted config keys such as optim.lr, got {key!r}")
+        if key == "seed":
+            raise UserError(f"{where}: put seeds under 'seeds: [...]', not in the grid")
+        if not isinstance(values, list) or not values:
+            raise UserError(f"{where}: {key}: expected a non-empty list of values, got {values!r}")

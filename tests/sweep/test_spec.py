@@ -94,3 +94,63 @@ def test_bad_points_and_duplicates_are_user_errors(tmp_path):
         load_sweep({"base": BASE, "grid": {"optim.lr": [0.001, 1.0e-3]}}).points()
     with pytest.raises(UserError, match="not found"):
         load_sweep(tmp_path / "missing.yaml")
+
+
+UNION = [
+    {"optim.lr": [0.1, 0.01], "method": [{"name": "none"}, {"name": "l2", "coef": 1.0e-3}]},
+    {"environment.kind": ["input-interpolation"], "optim.lr": [0.1]},
+    {"model.hidden": [[16]]},
+]
+
+
+def test_union_grid_is_the_union_of_the_products_in_order_seed_major():
+    from plasticlab.sweep.spec import grid_keys
+
+    sweep = load_sweep({"base": BASE, "grid": UNION, "seeds": [0, 1]})
+    points = sweep.points()
+    assert len(points) == (4 + 1 + 1) * 2
+    assert [p.seed for p in points] == [0] * 6 + [1] * 6
+    assert [p.values for p in points[:6]] == [
+        {"optim.lr": 0.1, "method": {"name": "none"}},
+        {"optim.lr": 0.1, "method": {"name": "l2", "coef": 1.0e-3}},
+        {"optim.lr": 0.01, "method": {"name": "none"}},
+        {"optim.lr": 0.01, "method": {"name": "l2", "coef": 1.0e-3}},
+        {"environment.kind": "input-interpolation", "optim.lr": 0.1},  # only its own mapping's keys
+        {"model.hidden": [16]},
+    ]
+    assert points[4].config["environment"]["kind"] == "input-interpolation"
+    assert points[4].config["method"]["name"] == "none"
+    default_lr = load_config({**BASE, "seed": 0}).optim.lr
+    assert points[5].config["model"]["hidden"] == [16] and points[5].config["optim"]["lr"] == default_lr
+    assert points[5].id.startswith("hidden=-16-s0-")
+    assert grid_keys(UNION) == ["optim.lr", "method", "environment.kind", "model.hidden"]
+    assert sweep.as_dict()["grid"] == UNION  # sweep.yaml keeps the list
+
+
+def test_plain_grid_and_its_one_mapping_list_give_the_same_runs():
+    grid = {"optim.lr": [0.1, 0.01], "model.hidden": [[8], [16, 16]]}
+    plain = load_sweep({"base": BASE, "grid": grid, "seeds": [0, 1]}).points()
+    listed = load_sweep({"base": BASE, "grid": [grid], "seeds": [0, 1]}).points()
+    assert [(p.id, p.config) for p in plain] == [(p.id, p.config) for p in listed]
+
+
+def test_union_grid_errors_are_one_line_naming_the_mapping():
+    with pytest.raises(UserError, match=r"grid\[1\]: optim.lr: expected a non-empty list of values, got 0\.1$"):
+        load_sweep({"base": BASE, "grid": [{"optim.lr": [0.1]}, {"optim.lr": 0.1}]})
+    with pytest.raises(UserError, match=r"grid\[0\]: put seeds under"):
+        load_sweep({"base": BASE, "grid": [{"seed": [1]}]})
+    with pytest.raises(UserError, match=r"grid\[1\] is 'optim.lr'"):
+        load_sweep({"base": BASE, "grid": [{}, "optim.lr"]})
+    # the same config from two mappings: the duplicate error, one line
+    same = r"grid points \{optim\.lr=0\.1\} and \{optim\.lr=0\.1, optim\.name=adam\} give the same config"
+    with pytest.raises(UserError, match=same):
+        load_sweep({"base": BASE, "grid": [{"optim.lr": [0.1]}, {"optim.lr": [0.1], "optim.name": ["adam"]}]}).points()
+
+
+def test_run_labels_leave_out_keys_a_union_point_lacks():
+    from plasticlab.sweep.driver import run_labels
+
+    points = load_sweep({"base": BASE, "grid": UNION, "seeds": [0]}).points()
+    labels = [run_labels(points)[p.id] for p in points]
+    assert labels[0] == "lr=0.1 method=none s0" and labels[5] == "hidden=[16] s0"
+    assert labels[4] == "lr=0.1 kind=input-interpolation s0"
