@@ -38,14 +38,12 @@ def cmd_run(a: argparse.Namespace) -> int:
     from plasticlab.api import resolve, run
     from plasticlab.store import read_json, read_metrics
 
-    if a.dry_run:  # the schedule needs the data's size only: no model, no optimiser
-        import torch
-
-        from plasticlab.engine.build import load_base, schedule_of
+    if a.dry_run:  # the schedule needs the data's sizes only: no model, no optimiser, no data read
+        from plasticlab.engine.build import schedule_of, sizing_base
         from plasticlab.envs import describe
 
         cfg = resolve(a.config, a.set)
-        print(describe(schedule_of(cfg, load_base(cfg, torch.device("cpu")))[1]))
+        print(describe(schedule_of(cfg, sizing_base(cfg))[1]))
         return 0
     out = a.out
     if a.resume is not None:

@@ -62,6 +62,18 @@ class DatasetSpec:
     """The dataset directory under the data root; default ``name`` (the EMNIST splits share one)."""
     checksums: dict[str, str] = field(default_factory=dict)
     """Published md5 of files that appear after unpacking an archive, by relative path (for verify)."""
+    counts: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    """Examples of each class in the (train, test) split that ``read`` returns, where published:
+    a schedule (``run --dry-run``) then needs no files (``declared_labels``)."""
+
+
+@dataclass
+class Labels:
+    """The training labels of a dataset, sorted by class, without its images: all that task sizes
+    (hence a phase schedule) depend on."""
+
+    y_train: torch.Tensor
+    classes: int
 
 
 @dataclass
@@ -164,13 +176,35 @@ def class_balanced_indices(
     out = []
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
-        if len(idx) < per_class:
-            raise UserError(
-                f"config: {key}={per_class} but class {c} has only {len(idx)} examples "
-                f"(lower it or set it to null)"
-            )
+        refuse_short_class(c, len(idx), per_class, key)
         out.append(rng.choice(idx, size=per_class, replace=False))
     return np.sort(np.concatenate(out))
+
+
+def refuse_short_class(c: int, have: int, per_class: int, key: str) -> None:
+    """The one-line error for a class with fewer than ``per_class`` examples."""
+    if have < per_class:
+        raise UserError(f"config: {key}={per_class} but class {c} has only {have} examples "
+                        f"(lower it or set it to null)")
+
+
+def declared_labels(name: str, samples_per_class: int | None = None,
+                    test_samples_per_class: int | None = None) -> Labels | None:
+    """The training labels ``load_dataset`` would give, from the class counts dataset ``name``
+    declares (``DatasetSpec.counts``) without reading a file; None where it declares none.
+
+    Checks the subset sizes as ``load_dataset`` does (the same one-line errors)."""
+    counts = get_spec(name).counts
+    if counts is None:
+        return None
+    kept = []
+    for split, per_class, key in ((0, samples_per_class, "data.samples_per_class"),
+                                  (1, test_samples_per_class, "data.test_samples_per_class")):
+        for c, have in enumerate(counts[split]):
+            if per_class is not None:
+                refuse_short_class(c, have, per_class, key)
+        kept.append([have if per_class is None else per_class for have in counts[split]])
+    return Labels(torch.repeat_interleave(torch.arange(len(kept[0])), torch.tensor(kept[0])), len(kept[0]))
 
 
 def load_dataset(

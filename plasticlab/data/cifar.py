@@ -105,6 +105,7 @@ registry.register(registry.DATASETS, "cifar10")(DatasetSpec(
                        md5="c58f30108f718f92721af3b95e74349a", extract=True)],
     description="CIFAR-10 colour images, 32×32, 10 classes, 50k/10k (Krizhevsky 2009)",
     checksums={f"cifar-10-batches-py/{f}": m for f, m in CIFAR10_MD5.items()},
+    counts=((5000,) * 10, (1000,) * 10),
 ))
 
 registry.register(registry.DATASETS, "cifar100")(DatasetSpec(
@@ -116,4 +117,5 @@ registry.register(registry.DATASETS, "cifar100")(DatasetSpec(
                        md5="eb9058c3a382ffc7106e4002c42a8d85", extract=True)],
     description="CIFAR-100 colour images, 32×32, 100 fine classes, 50k/10k (Krizhevsky 2009)",
     checksums={f"cifar-100-python/{f}": m for f, m in CIFAR100_MD5.items()},
+    counts=((500,) * 100, (100,) * 100),
 ))

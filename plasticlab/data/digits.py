@@ -16,6 +16,8 @@ from plasticlab.data.base import ArrayData, DatasetSpec
 from plasticlab.registry import UserError
 
 TEST_PER_CLASS = 30
+IN_FILE = (178, 182, 177, 183, 181, 182, 181, 179, 174, 180)
+"""Images of each digit in the file (1,797)."""
 
 
 def digits_file() -> Path:
@@ -42,5 +44,5 @@ def read_digits(_folder: Path) -> ArrayData:
 
 registry.register(registry.DATASETS, "digits")(
     DatasetSpec("digits", read_digits, description="scikit-learn 8×8 digits (bundled, no download)",
-                embedded=True)
+                embedded=True, counts=(tuple(n - TEST_PER_CLASS for n in IN_FILE), (TEST_PER_CLASS,) * 10))
 )

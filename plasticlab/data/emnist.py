@@ -31,10 +31,10 @@ ARCHIVE = RemoteFile("gzip.zip", "https://biometrics.nist.gov/cs_links/EMNIST/gz
                      md5="58c8d27c78d21e728a6bc7b3cc06412e")
 PARTS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "test-images-idx3-ubyte", "test-labels-idx1-ubyte")
-SPLITS = {  # split: (classes, label offset, description)
-    "balanced": (47, 0, "EMNIST balanced: digits + letters, 28×28, 47 classes, 112,800/18,800"),
-    "letters": (26, 1, "EMNIST letters: a–z case merged, 28×28, 26 classes, 124,800/20,800"),
-    "digits": (10, 0, "EMNIST digits, 28×28, 10 classes, 240,000/40,000"),
+SPLITS = {  # split: (classes, label offset, description, (train, test) examples: every class has an equal share)
+    "balanced": (47, 0, "EMNIST balanced: digits + letters, 28×28, 47 classes, 112,800/18,800", (112_800, 18_800)),
+    "letters": (26, 1, "EMNIST letters: a–z case merged, 28×28, 26 classes, 124,800/20,800", (124_800, 20_800)),
+    "digits": (10, 0, "EMNIST digits, 28×28, 10 classes, 240,000/40,000", (240_000, 40_000)),
 }
 
 
@@ -63,7 +63,7 @@ def read_member(folder: Path, file: str, fix: str) -> tuple[bytes, str]:
 
 def read_emnist(folder: Path, split: str) -> ArrayData:
     """Read split ``split`` from ``folder``; images un-transposed to (N, 1, 28, 28)."""
-    classes, offset, _ = SPLITS[split]
+    classes, offset, _, _ = SPLITS[split]
     fix = fetch_hint(f"emnist-{split}", folder.parent, force=True)
     out = []
     for images_file, labels_file in (PARTS[:2], PARTS[2:]):
@@ -75,7 +75,7 @@ def read_emnist(folder: Path, split: str) -> ArrayData:
     return ArrayData(*out, classes=classes)
 
 
-for _split, (_classes, _offset, _desc) in SPLITS.items():
+for _split, (_classes, _offset, _desc, _n) in SPLITS.items():
     registry.register(registry.DATASETS, f"emnist-{_split}")(DatasetSpec(
         f"emnist-{_split}",
         partial(read_emnist, split=_split),
@@ -83,4 +83,5 @@ for _split, (_classes, _offset, _desc) in SPLITS.items():
         remote=[ARCHIVE],
         description=_desc + " (Cohen et al. 2017)",
         folder="emnist",
+        counts=((_n[0] // _classes,) * _classes, (_n[1] // _classes,) * _classes),
     ))

@@ -83,4 +83,5 @@ registry.register(registry.DATASETS, "tiny-imagenet")(DatasetSpec(
     remote=[RemoteFile("tiny-imagenet-200.zip", "http://cs231n.stanford.edu/tiny-imagenet-200.zip",
                        md5="90528d7ca1a48142e341f4ef8d21d0de", extract=True)],
     description="Tiny-ImageNet colour images, 64×64, 200 classes, 100k/10k (Le & Yang 2015)",
+    counts=((500,) * 200, (50,) * 200),
 ))

@@ -18,6 +18,7 @@ from torch import nn
 from plasticlab import diagnostics, registry, unit_discovery, units
 from plasticlab.config import RunConfig, to_dict
 from plasticlab.data import load_dataset
+from plasticlab.data.base import declared_labels
 from plasticlab.engine.accel import maybe_compile, notice, resolve_precision
 from plasticlab.engine.optim import make_optimizer, resolve_optim
 from plasticlab.envs import build_schedule, dropped_levels_note, steps_per_epoch
@@ -118,8 +119,21 @@ def task_sizes(family, base, seed: int) -> list[int]:
     it (tasks of different sizes), else one size for all (``family.n_train(base)`` or the base's)."""
     if hasattr(family, "task_size"):
         return [family.task_size(base, seed, t) for t in range(family.count)]
-    n_train = family.n_train(base) if hasattr(family, "n_train") else base.x_train.shape[0]
+    n_train = family.n_train(base) if hasattr(family, "n_train") else base.y_train.shape[0]
     return [n_train] * family.count
+
+
+def sizing_base(cfg: RunConfig):
+    """What ``schedule_of`` needs of ``cfg``'s data, read as little as possible (``run --dry-run``):
+    the family's own generated data; else the dataset's declared class counts (``Labels``, no file
+    read) unless the family sizes its tasks from the data itself (``n_train(base)``: custom streams);
+    else the loaded dataset."""
+    d = cfg.data
+    if getattr(cfg.tasks, "uses_data", True) and not hasattr(cfg.tasks, "n_train"):
+        labels = declared_labels(d.name, d.samples_per_class, d.test_samples_per_class)
+        if labels is not None:
+            return labels
+    return load_base(cfg, torch.device("cpu"))
 
 
 def refuse_unfit_diagnostics(cfg: RunConfig) -> None:
@@ -137,7 +151,8 @@ def refuse_unfit_diagnostics(cfg: RunConfig) -> None:
 
 
 def schedule_of(cfg: RunConfig, base) -> tuple[int, object]:
-    """(task 0's training examples, the phase schedule) of ``cfg`` on its loaded data ``base``.
+    """(task 0's training examples, the phase schedule) of ``cfg`` on its loaded data ``base`` (or
+    the ``sizing_base`` of its data).
 
     A task's epoch is its own size: S_t = ⌊N_t/B⌋ (one S for all when the sizes agree)."""
     refuse_unfit_diagnostics(cfg)
