@@ -78,8 +78,8 @@ def format_tables(rows: list[dict]) -> str:
         out += ["difference to none, paired by seed (mean ± 95% CI)",
                 _grid(["intervention"] + [f"N={_n(n)}" for n in ns], diff), ""]
 
-    head = ["intervention", "N", "test_acc", "before_ft", "changed", "frozen_pre", "frozen_int", "frozen_ft",
-            "sens_int", "sens_ft"]
+    head = ["intervention", "N", "test_acc", "before_ft", "changed", "frozen_pre", "dead_pre", "frozen_int",
+            "frozen_ft", "sens_int", "sens_ft"]
     body = []
     for lab in labels:
         for n in ns:
@@ -88,12 +88,13 @@ def format_tables(rows: list[dict]) -> str:
                          cell([_stage(r, "intervened", "test_acc") for r in rs]),
                          cell([r["changed_fraction"] for r in rs]),
                          cell([_stage(r, "pretrained", "frozen_fraction") for r in rs]),
+                         cell([_stage(r, "pretrained", "dead_fraction") for r in rs]),
                          cell([_stage(r, "intervened", "frozen_fraction") for r in rs]),
                          cell([_stage(r, "finetuned", "frozen_fraction") for r in rs]),
                          cell([_stage(r, "intervened", "input_sensitivity") for r in rs], 2),
                          cell([_stage(r, "finetuned", "input_sensitivity") for r in rs], 2)])
     out += ["diagnostics (before_ft: target test accuracy of the intervened model before fine-tuning; changed: "
             "share of hidden units the intervention changed; frozen_*: frozen_fraction after pre-training "
-            "(source probe), after the intervention and after fine-tuning; sens_*: input_sensitivity on the "
-            "target probe)", _grid(head, body)]
+            "(source probe), after the intervention and after fine-tuning; dead_pre: dead_fraction after "
+            "pre-training (source probe); sens_*: input_sensitivity on the target probe)", _grid(head, body)]
     return "\n".join(out)
