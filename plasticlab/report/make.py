@@ -8,6 +8,11 @@ Usage::
 Works on a run, a sweep (finished or still running: results are marked partial) or a folder of
 run directories. The report is written into a temporary folder next to ``out`` and moved into
 place at the end, so a failure leaves no half-written report.
+
+``portable=True`` writes a report meant to be committed (e.g. under ``docs/``): no time stamp, no
+host name and no absolute path (run directories and logs are named relative to the sweep root, as
+text rather than links), so the same runs give byte-identical ``report.md``, ``tables.csv`` and
+``paired.csv`` whenever and wherever the report is re-made.
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ from plasticlab.report.runs import Collection, load
 PARQUET_NOTICE = "report: summary.parquet not written (pyarrow is not installed: pip install 'plasticlab[parquet]')"
 
 
-def make_report(path: str | Path, out: str | Path | None = None) -> Path:
+def make_report(path: str | Path, out: str | Path | None = None, *, portable: bool = False) -> Path:
     """Write the report of the run or sweep at ``path``.
 
     Args:
         path: a run directory, a sweep directory or a folder of run directories.
         out: report directory; default ``<path>/report``. Replaced if it exists.
+        portable: no time stamp, host name or absolute path: the same runs give the same bytes.
 
     Returns:
         The report directory.
@@ -41,7 +47,7 @@ def make_report(path: str | Path, out: str | Path | None = None) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:
-        _write(col, tmp, dest)
+        _write(col, tmp, dest, portable)
         if dest.exists():
             shutil.rmtree(dest)
         tmp.rename(dest)
@@ -51,8 +57,9 @@ def make_report(path: str | Path, out: str | Path | None = None) -> Path:
     return dest
 
 
-def _write(col: Collection, folder: Path, dest: Path) -> None:
-    """Write the report's files into ``folder``; links to run directories are relative to ``dest``."""
+def _write(col: Collection, folder: Path, dest: Path, portable: bool = False) -> None:
+    """Write the report's files into ``folder``; links to run directories are relative to ``dest`` (portable:
+    paths relative to the collection's root, as text)."""
     rows = tables.summary_rows(col)
     columns = tables.summary_columns(col, rows)
     tables.write_csv(folder / "summary.csv", rows, columns)
@@ -65,7 +72,7 @@ def _write(col: Collection, folder: Path, dest: Path) -> None:
     tables.write_csv(folder / "tables.csv", tables.long_rows(col, gs, measures + diags), tables.long_columns(col))
 
     blocks: list[tuple] = [("h1", f"plasticlab report: {col.path.name}")]
-    blocks.append(("p", _overview(col)))
+    blocks.append(("p", _overview(col, portable)))
     if col.partial:
         blocks.append(("note", _partial_note(col)))
     if not rows:
@@ -76,19 +83,20 @@ def _write(col: Collection, folder: Path, dest: Path) -> None:
         blocks += _tables(col, gs, measures, diags)
         blocks += _plots(col, gs, measures, diags, folder)
         blocks += _matrix(col, gs, folder)
-    blocks += provenance.blocks(col, gs, dest)
-    blocks += _runs(col)
+    blocks += provenance.blocks(col, gs, None if portable else dest)
+    blocks += _runs(col, portable)
     (folder / "report.md").write_text(markdown(blocks))
     (folder / "report.html").write_text(to_html(blocks, folder, f"plasticlab report: {col.path.name}"))
 
 
-def _overview(col: Collection) -> str:
+def _overview(col: Collection, portable: bool = False) -> str:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(col.counts().items()))
     keys = ", ".join(col.keys) if col.keys else "none"
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    where = col.path.name if portable else col.path
+    stamp = "" if portable else f"; generated {time.strftime('%Y-%m-%d %H:%M:%S')}"
     return (
-        f"{col.kind} at {col.path} — {len(col.runs)} runs ({counts}); group keys: {keys}; "
-        f"values are mean ± 95% CI over seeds (t-interval); generated {stamp}."
+        f"{col.kind} at {where} — {len(col.runs)} runs ({counts}); group keys: {keys}; "
+        f"values are mean ± 95% CI over seeds (t-interval){stamp}."
     )
 
 
@@ -106,6 +114,10 @@ def _tables(col: Collection, gs: list[tables.Group], measures: list[str], diags:
     out: list[tuple] = []
     if measures:
         out += [("h2", "Final task"), ("table", *tables.table(col, gs, measures, "final"))]
+        out += [("h2", f"Mean over the last {tables.LAST} tasks"),
+                ("p", f"Per run, the mean over the last min({tables.LAST}, T + 1) tasks ending at the group's final "
+                      "task T; then mean ± 95% t-interval over runs."),
+                ("table", *tables.table(col, gs, measures, "last5"))]
         out += [("h2", "Mean over tasks"), ("table", *tables.table(col, gs, measures, "mean"))]
     if diags:
         # why: a dozen diagnostics side by side are unreadable; one row each reads well for a few groups
@@ -149,7 +161,7 @@ def _matrix(col: Collection, gs: list[tables.Group], folder: Path) -> list[tuple
     return out
 
 
-def _runs(col: Collection) -> list[tuple]:
+def _runs(col: Collection, portable: bool = False) -> list[tuple]:
     header = ["run", *(k.split(".")[-1] for k in col.keys), "seed", "status", "tasks done", "path"]
     rows = []
     for r in col.runs:
@@ -158,11 +170,11 @@ def _runs(col: Collection) -> list[tuple]:
         rows.append(
             [
                 r.id,
-                *(tables.label(r.point.get(k)) for k in col.keys),
+                *(tables.cell(r.point, k) for k in col.keys),
                 str(r.seed),
                 r.status,
                 done,
-                str(r.path),
+                _rel(r.path, col.path) if portable else str(r.path),
             ]
         )
     out: list[tuple] = [("h2", "Runs"), ("table", header, rows)]
@@ -171,10 +183,15 @@ def _runs(col: Collection) -> list[tuple]:
         lines = []
         for r in bad:
             log = col.path / "logs" / f"{r.id}.log"
-            lines.append([r.id, r.status, _rel(log if log.is_file() else r.path, col.path)])
+            lines.append([r.id, r.status, _rel(log if log.is_file() else r.path, col.path, portable)])
         out += [("h2", "Failed or diverged runs"), ("table", ["run", "status", "log"], lines)]
     return out
 
 
-def _rel(path: Path, root: Path) -> str:
-    return str(path.relative_to(root)) if path.is_relative_to(root) and path != root else str(path)
+def _rel(path: Path, root: Path, portable: bool = True) -> str:
+    """``path`` relative to ``root``; outside it, absolute (portable: ``.`` for the root, else the name)."""
+    if path.is_relative_to(root) and path != root:
+        return path.relative_to(root).as_posix()
+    if portable:
+        return "." if path == root else path.name
+    return str(path)

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from plasticlab.report.tables import Group, label
+from plasticlab.report.tables import Group, cell
 
 KEY = "past_task_acc"
 
@@ -62,7 +62,7 @@ def rows(keys: list[str], found: list[tuple[Group, dict]]) -> list[dict]:
     for g, m in found:
         for (t, j), (mean, n) in m.items():
             row: dict[str, Any] = {"group": g.name}
-            row.update({k: label(g.point.get(k)) for k in keys})
+            row.update({k: cell(g.point, k) for k in keys})
             row.update({"trained": t, "evaluated": j, "n": n, "acc": mean})
             out.append(row)
     return out

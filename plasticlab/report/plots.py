@@ -23,7 +23,7 @@ matplotlib.use("Agg")  # why: reports are written on headless machines; never op
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from plasticlab.report.tables import Group, label  # noqa: E402
+from plasticlab.report.tables import Group, cell, label  # noqa: E402
 
 DPI = 110
 FACET_OVER = 6
@@ -77,7 +77,7 @@ def faceted_curve(path: Path, gs: list[Group], measure: str, *, partial: bool) -
     first = next(iter(gs[0].point))
     panels: dict[str, list[Group]] = {}
     for g in gs:
-        panels.setdefault(label(g.point[first]), []).append(g)
+        panels.setdefault(cell(g.point, first), []).append(g)
     rests = list(dict.fromkeys(_rest_label(g, first) for g in gs))
     n = len(panels)
     cols = min(n, 3)

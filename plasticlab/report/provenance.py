@@ -9,6 +9,9 @@ group its run directories (relative links from the report) and the config keys t
 - **Groups**: the dotted config keys (``seed`` excluded) whose values differ between the groups'
   resolved configs (first run with a config per group) — more than the grid keys when a grid value
   is a mapping (``method: {name: …}``) or changes defaults.
+
+A portable report (``make_report(..., portable=True)``, ``dest=None`` here) names no host and gives
+run directories as text relative to the collection's root instead of links relative to the report.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from plasticlab.report.runs import Collection, flatten
 from plasticlab.report.tables import Group, label
 
 FIELDS = ("git", "plasticlab", "torch", "python", "platform", "device", "host")
+MACHINE = ("host",)
+"""Fields that name the machine rather than what produced the numbers: left out of a portable report."""
 
 
 def base_config(col: Collection) -> tuple[str, str]:
@@ -43,8 +48,9 @@ def base_config(col: Collection) -> tuple[str, str]:
     return name, text
 
 
-def provenance_rows(col: Collection) -> list[list[str]]:
-    """One row per provenance field: its value, or each distinct value with its number of runs."""
+def provenance_rows(col: Collection, portable: bool = False) -> list[list[str]]:
+    """One row per provenance field: its value, or each distinct value with its number of runs (portable:
+    without ``MACHINE`` fields)."""
     provs = []
     for r in col.runs:
         try:
@@ -55,6 +61,8 @@ def provenance_rows(col: Collection) -> list[list[str]]:
             provs.append(p)
     rows = []
     for f in FIELDS:
+        if portable and f in MACHINE:
+            continue
         counts: dict[str, int] = {}
         for p in provs:
             if p.get(f) is not None:
@@ -79,13 +87,18 @@ def differing_keys(gs: list[Group]) -> tuple[list[str], list[dict]]:
     return [k for k in keys if len({text(f.get(k)) for f in flats}) > 1], flats
 
 
-def group_rows(gs: list[Group], dest: Path) -> tuple[list[str], list[list]]:
+def group_rows(gs: list[Group], dest: Path | None, root: Path | None = None) -> tuple[list[str], list[list]]:
+    """Per group: its run directories (links relative to ``dest``; ``dest=None``: text relative to ``root``)
+    and the config keys that set it apart."""
     keys, flats = differing_keys(gs)
     rows = []
     for g, flat in zip(gs, flats, strict=True):
         links: list = []
         for r in g.runs:
-            if r.path.is_dir():
+            if r.path.is_dir() and dest is None:
+                inside = root is not None and r.path.is_relative_to(root) and r.path != root
+                links.append(r.path.relative_to(root).as_posix() if inside else r.id)
+            elif r.path.is_dir():
                 links.append(Link(r.id, Path(os.path.relpath(r.path.resolve(), dest.resolve())).as_posix()))
             else:
                 links.append(f"{r.id} (not started)")
@@ -94,13 +107,14 @@ def group_rows(gs: list[Group], dest: Path) -> tuple[list[str], list[list]]:
     return ["group", "run directories", "config keys that differ between groups"], rows
 
 
-def blocks(col: Collection, gs: list[Group], dest: Path) -> list[tuple]:
+def blocks(col: Collection, gs: list[Group], dest: Path | None) -> list[tuple]:
+    """The section; ``dest=None``: portable (no host, run directories relative to the collection's root)."""
     out: list[tuple] = [("h2", "Configuration and provenance")]
     name, text = base_config(col)
     if text:
         out += [("p", f"Base configuration ({name}):"), ("code", text)]
-    prov = provenance_rows(col)
+    prov = provenance_rows(col, portable=dest is None)
     if prov:
         out.append(("table", ["provenance", "value"], prov))
-    out.append(("table", *group_rows(gs, dest)))
+    out.append(("table", *group_rows(gs, dest, col.path)))
     return out

@@ -4,7 +4,13 @@ A group is a grid point minus the seed: runs whose grid values are equal. For a 
 *final task* T is the highest task index that every run of the group with data has finished
 (= tasks.count − 1 once the group is done). Tables report, per group and measure:
 - final task: the estimate (stats.mean_ci) over runs of the value at task T;
+- last 5 tasks (``last5``): the estimate over runs of each run's mean over the last min(5, T + 1)
+  tasks ending at T (tasks T−4..T), the late-training level less noisy than one task's value;
 - mean over tasks: the estimate over runs of each run's mean over tasks 0..T.
+A run's mean over a window uses the tasks it has there with a finite value.
+
+A union grid's point has no value for the keys of the other mappings: the group has no such key
+(``Group.point`` lacks it), tables show ``—`` and CSV files an empty cell.
 
 Every estimate carries its measure's range (``stats.measure_range``), so its interval ends
 (``ci_low``/``ci_high``, plot bands, error bars) never leave it.
@@ -28,6 +34,12 @@ MEASURES = ["train_acc", "test_acc", "train_loss", "test_loss", "train_bleu2", "
 """Measure names fixed in DESIGN.md (plus the language families' exact match), in display order."""
 PRIMARY = ["train_acc", "test_acc", "train_bleu2", "test_bleu2"]
 """Measures drawn as final-task bars (losses only when none of these exists)."""
+LAST = 5
+SCOPES = ("final", "mean_over_tasks", "last5")
+"""``scope`` values of ``tables.csv``, in row order."""
+"""Tasks in the ``last5`` window."""
+MISSING = "—"
+"""Text of a grid key a group's point has no value for (union grids)."""
 BOOKKEEPING = {"event", "task", "epoch", "steps", "step", "alpha", "phase", "time", "seconds", "elapsed"}
 """task_end keys that are neither measures nor diagnostics."""
 
@@ -35,6 +47,11 @@ BOOKKEEPING = {"event", "task", "epoch", "steps", "step", "alpha", "phase", "tim
 def label(value: Any) -> str:
     """Short readable text for a grid value (the same text as in sweep run ids)."""
     return text(value)
+
+
+def cell(point: dict[str, Any], key: str) -> str:
+    """``label`` of the point's value for ``key``; ``—`` when the point has none (a union grid)."""
+    return label(point[key]) if key in point else MISSING
 
 
 def _is_number(v: Any) -> bool:
@@ -155,15 +172,31 @@ class Group:
         return iqm_ci(self.final_values(measure), bounds=measure_range(measure))
 
     def mean_over_tasks(self, measure: str) -> Estimate:
+        """Mean ± CI over runs of each run's mean over tasks 0..T."""
+        return self.window(measure, None)
+
+    def last5(self, measure: str) -> Estimate:
+        """Mean ± CI over runs of each run's mean over the last min(5, T + 1) tasks ending at T."""
+        return self.window(measure, LAST)
+
+    def window(self, measure: str, last: int | None) -> Estimate:
+        """Mean ± CI over runs of each run's mean over its ``last`` tasks ending at T (None: all of 0..T)."""
         t_end = self.final_task()
         if t_end is None:
             return Estimate(None, None, 0, measure_range(measure))
-        per_run = []
-        for r in self.with_data:
-            xs = [_num(r.task_ends[t].get(measure)) for t in range(t_end + 1) if t in r.task_ends]
-            xs = [x for x in xs if x is not None and math.isfinite(x)]
-            per_run.append(sum(xs) / len(xs) if xs else None)
-        return mean_ci(per_run, bounds=measure_range(measure))
+        return mean_ci([window_mean(r, measure, t_end, last) for r in self.with_data], bounds=measure_range(measure))
+
+
+def first_task(t_end: int, last: int | None) -> int:
+    """First task of the window of ``last`` tasks ending at ``t_end`` (None: task 0)."""
+    return 0 if last is None else max(0, t_end - last + 1)
+
+
+def window_mean(r: RunData, measure: str, t_end: int, last: int | None) -> float | None:
+    """A run's mean of ``measure`` over tasks ``first_task(t_end, last)``..``t_end`` (finite values it has)."""
+    xs = [_num(r.task_ends[t].get(measure)) for t in range(first_task(t_end, last), t_end + 1) if t in r.task_ends]
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return sum(xs) / len(xs) if xs else None
 
 
 def _num(v: Any) -> float | None:
@@ -174,8 +207,9 @@ def groups(col: Collection) -> list[Group]:
     """Runs grouped by grid point, in the order points first appear."""
     out: dict[str, Group] = {}
     for r in col.runs:
-        key = json.dumps([r.point.get(k) for k in col.keys], sort_keys=True, default=str)
-        out.setdefault(key, Group({k: r.point.get(k) for k in col.keys}, [])).runs.append(r)
+        point = {k: r.point[k] for k in col.keys if k in r.point}
+        key = json.dumps(point, sort_keys=True, default=str)
+        out.setdefault(key, Group(point, [])).runs.append(r)
     return list(out.values())
 
 
@@ -206,18 +240,28 @@ def fmt(e: Estimate, n_expected: int | None = None) -> str:
 
 
 def table(col: Collection, gs: list[Group], measures: list[str], scope: str) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a markdown table: grid values, the final task (``scope="final"`` only: a mean
-    over tasks has no single task), n, one column per measure."""
+    """Header and rows of a markdown table: grid values, the final task (``scope="final"``) or the tasks
+    averaged (``"last5"``; ``"mean"``, over tasks 0..T, has no task column), n, one column per measure."""
     final = scope == "final"
-    header = [k.split(".")[-1] for k in col.keys] + (["task"] if final else []) + ["n"] + measures
+    shown = scope != "mean"
+    header = [k.split(".")[-1] for k in col.keys] + (["task" if final else "tasks"] if shown else []) + ["n"] + measures
     rows = []
     for g in gs:
         t, planned = g.final_task(), g.planned_final()
         task = "—" if t is None else f"{t}" + (f" of {planned}" if planned is not None and t < planned else "")
+        if t is not None and not final:
+            task = f"{first_task(t, LAST)}–{task}"
         n = len(g.with_data)
-        cells = [fmt(g.final(m) if final else g.mean_over_tasks(m), n) for m in measures]
-        rows.append([label(g.point.get(k)) for k in col.keys] + ([task] if final else []) + [str(n)] + cells)
+        cells = [fmt(estimate(g, m, scope), n) for m in measures]
+        rows.append([cell(g.point, k) for k in col.keys] + ([task] if shown else []) + [str(n)] + cells)
     return header, rows
+
+
+def estimate(g: Group, measure: str, scope: str) -> Estimate:
+    """The group's estimate of ``measure`` in ``scope``: final, last5, or mean / mean_over_tasks."""
+    if scope == "final":
+        return g.final(measure)
+    return g.last5(measure) if scope == "last5" else g.mean_over_tasks(measure)
 
 
 def table_by_measure(gs: list[Group], measures: list[str]) -> tuple[list[str], list[list[str]]]:
@@ -231,12 +275,12 @@ def table_by_measure(gs: list[Group], measures: list[str]) -> tuple[list[str], l
 def long_rows(col: Collection, gs: list[Group], measures: list[str]) -> list[dict]:
     """Machine-readable estimates: one row per scope, group and measure (``tables.csv``)."""
     out = []
-    for scope in ("final", "mean_over_tasks"):
+    for scope in SCOPES:
         for g in gs:
             for m in measures:
-                e = g.final(m) if scope == "final" else g.mean_over_tasks(m)
+                e = estimate(g, m, scope)
                 row: dict[str, Any] = {"scope": scope, "group": g.name}
-                row.update({k: _scalar(g.point.get(k)) for k in col.keys})
+                row.update({k: _scalar(g.point.get(k)) for k in col.keys})  # a missing key: empty cell
                 row.update({"measure": m, "final_task": g.final_task(), "n": e.n, "mean": e.mean, "ci_half": e.half})
                 row.update({"ci_low": e.low, "ci_high": e.high})
                 if scope == "final":
@@ -264,6 +308,6 @@ def robust_table(col: Collection, gs: list[Group], measures: list[str]) -> tuple
     rows = []
     for g in gs:
         t = g.final_task()
-        rows.append([label(g.point.get(k)) for k in col.keys] + ["—" if t is None else str(t), str(len(g.with_data))]
+        rows.append([cell(g.point, k) for k in col.keys] + ["—" if t is None else str(t), str(len(g.with_data))]
                     + [fmt_robust(g.final_robust(m)) for m in measures])
     return header, rows

@@ -128,7 +128,7 @@ def test_verdict_paired_by_seed_against_the_first_grid_values(tmp_path):
     root = write_grid_sweep(tmp_path / "sw", values,
                             recipe={"name": "x", "claim": "Shrinking helps.", "measure": "test_acc"})
     out = make_report(root)
-    rows = {r["group"]: r for r in read_csv(out / "paired.csv")}
+    rows = {r["group"]: r for r in read_csv(out / "paired.csv") if r["scope"] == "final"}
     assert set(rows) == {"method=shrink", "method=l2"}  # the baseline (none: first grid value) is not compared
     diffs = [0.12, 0.11, 0.13]  # shrink − none per seed: consistent, although the seeds differ a lot
     e = mean_ci(diffs, bounds=(-1.0, 1.0))
@@ -148,7 +148,7 @@ def test_verdict_paired_by_seed_against_the_first_grid_values(tmp_path):
 def test_verdict_worse_for_a_loss_and_no_verdict_with_one_seed(tmp_path):
     values = {("none", 0): 0.5, ("shrink", 0): 0.3, ("none", 1): 0.6, ("shrink", 1): 0.41, ("l2", 0): 0.9}
     root = write_grid_sweep(tmp_path / "sw", values, recipe={"name": "x", "measure": "train_loss"})
-    rows = {r["group"]: r for r in read_csv(make_report(root) / "paired.csv")}
+    rows = {r["group"]: r for r in read_csv(make_report(root) / "paired.csv") if r["scope"] == "final"}
     # train_loss = 1 − train_acc = 1 − (acc + 0.1): shrink's loss is higher by 0.2, 0.19 → worse (lower is better)
     assert rows["method=shrink"]["measure"] == "train_loss" and rows["method=shrink"]["verdict"] == "worse at 95%"
     assert rows["method=l2"]["verdict"].startswith("no verdict")  # one paired seed
