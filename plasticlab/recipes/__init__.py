@@ -28,7 +28,7 @@ import yaml
 from plasticlab.registry import UserError
 
 FOLDER = Path(__file__).resolve().parent
-RECIPE_KEYS = ("description", "paper", "claim", "measure", "analysis", "profiles")
+RECIPE_KEYS = ("description", "paper", "claim", "measure", "baseline", "analysis", "profiles")
 PROFILE_KEYS = ("base", "grid", "seeds", "cost", "transfer")
 
 
