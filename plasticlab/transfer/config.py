@@ -11,6 +11,7 @@ YAML (every key validated; unknown keys are errors)::
       optim: {name: adam, lr: 1.0e-3, batch_size: 64}
     interventions: [none, reset-frozen, {name: shrink-perturb, shrink: 0.5}]
     seeds: [0, 1, 2]
+    source_grid: {optim.weight_decay: [0.0, 1.0e-3]}   # optional: one pre-training per point × seed
 
 A relative ``source`` path is read relative to the transfer config file's directory (or the
 working directory for an inline mapping). ``seeds`` replace the source's ``seed`` (so the source
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -100,6 +102,39 @@ class TransferConfig:
     shrink-perturb, full-reset; parsed into ``Intervention`` items."""
     seeds: list[int] | None = field(default=None, metadata=bounds(ge=0, min_length=1))
     """One pre-training per seed, reused by every intervention and N; null = [source.seed]."""
+    source_grid: dict | None = None
+    """Dotted source keys → lists of values (a sweep's ``grid``): one pre-training per grid point ×
+    seed, each fine-tuned with the same target protocol; null = the source as is."""
+
+
+@dataclass(frozen=True)
+class SourcePoint:
+    """One pre-training: a seed, its source_grid values and its resolved run config."""
+
+    seed: int
+    values: dict
+    """source_grid key → value as written ({} without a grid)."""
+    cfg: RunConfig
+    dir: str
+    """Its run directory under ``OUT/pretrain/``: ``seed{s}``, or the sweep run id with a grid."""
+
+
+def source_points(cfg: TransferConfig) -> list[SourcePoint]:
+    """Every pre-training, seed-major: each ``source_grid`` point (expanded as a sweep's grid) × seed.
+
+    Raises:
+        UserError: a grid that is not ``key: [values]``, or a point that is not a valid source.
+    """
+    if not cfg.source_grid:
+        return [SourcePoint(s, {}, dataclasses.replace(cfg.source, seed=s), f"seed{s}") for s in cfg.seeds]
+    from plasticlab.sweep.spec import load_sweep
+
+    try:
+        points = load_sweep({"base": to_dict(cfg.source), "grid": cfg.source_grid, "seeds": cfg.seeds}).points()
+    except UserError as e:
+        msg = re.sub(r"^sweep: grid(\[\d+\])?: ", r"\1: ", str(e))  # the sweep's own grid errors
+        raise UserError(f"config: source_grid{msg if msg.startswith((':', '[')) else ': ' + msg}") from None
+    return [SourcePoint(p.seed, p.values, load_config(p.config), p.id) for p in points]
 
 
 @dataclass
@@ -184,8 +219,9 @@ def from_dict(raw: dict, base_dir: str | Path = ".") -> TransferConfig:
     target = build_section(TargetConfig, raw.get("target"), "target")
     interventions = _interventions(raw.get("interventions", ["none", "reset-frozen"]), "interventions")
     cfg = TransferConfig(source=source, target=target, interventions=interventions,
-                         seeds=list(seeds) if seeds is not None else [source.seed])
+                         seeds=list(seeds) if seeds is not None else [source.seed], source_grid=raw.get("source_grid"))
     check_ranges(cfg, "")
+    source_points(cfg)
     return cfg
 
 
@@ -214,7 +250,8 @@ def to_plain(cfg: TransferConfig) -> dict:
     src.pop("seed", None)
     target = dataclasses.asdict(cfg.target)
     items = [iv.spec["name"] if len(iv.spec) == 1 else dict(iv.spec) for iv in cfg.interventions]
-    return {"source": src, "target": target, "interventions": items, "seeds": list(cfg.seeds)}
+    out = {"source": src, "target": target, "interventions": items, "seeds": list(cfg.seeds)}
+    return {**out, "source_grid": cfg.source_grid} if cfg.source_grid else out
 
 
 def dump_yaml(cfg: TransferConfig) -> str:

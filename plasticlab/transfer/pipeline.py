@@ -38,7 +38,7 @@ from torch import nn
 
 from plasticlab import diagnostics, unit_discovery, units
 from plasticlab.api import run as run_source
-from plasticlab.config import DataConfig, EnvironmentConfig, RunConfig
+from plasticlab.config import DataConfig, EnvironmentConfig, RunConfig, config_hash
 from plasticlab.data.base import Dataset, class_balanced_indices, load_dataset
 from plasticlab.engine import loop
 from plasticlab.engine.build import build_model, pick_device
@@ -49,7 +49,15 @@ from plasticlab.seeding import derived_seed
 from plasticlab.store import atomic_write, load_checkpoint, provenance, read_json, read_metrics
 from plasticlab.store.lifecycle import RunDirectory
 from plasticlab.tasks.base import ClassificationFamily, Task, evaluate_classifier
-from plasticlab.transfer.config import Intervention, TransferConfig, dump_yaml, load_transfer_config, to_plain
+from plasticlab.transfer.config import (
+    Intervention,
+    SourcePoint,
+    TransferConfig,
+    dump_yaml,
+    load_transfer_config,
+    source_points,
+    to_plain,
+)
 from plasticlab.transfer.convert import channel_stats, check_convertible, standardise, to_source_shape
 from plasticlab.transfer.table import format_tables
 
@@ -266,7 +274,7 @@ def finetune(cfg: TransferConfig, src: Source, pool: TargetPool, model: nn.Modul
     diverged = loop.run([s], [sink])[0] is not None
     end = ends[-1] if ends else {}
     row = {"n_train": n_train, "batch_size": ft.optim.batch_size, "steps": s.schedule.total_steps,
-           "diverged": diverged}
+           "diverged": diverged, "finetune_hash": config_hash(ft)}
     row.update({k: end.get(k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")})
     row["finetuned"] = None if diverged else stage(model, pool, ft, with_test=False)
     return row
@@ -294,7 +302,7 @@ CSV_FIRST = ("seed", "intervention", "samples_per_class", "n_train", "classes", 
 
 def csv_text(rows: list[dict]) -> str:
     """Rows flattened to CSV: top-level scalars, then ``stage.metric`` for the three stages."""
-    cols = list(CSV_FIRST)
+    cols = list(CSV_FIRST) + [f"grid.{k}" for k in dict.fromkeys(k for r in rows for k in r.get("grid") or {})]
     order = {k: i for i, k in enumerate(("task", "train_acc", "test_acc", "train_loss", "test_loss", *STAGE_KEYS))}
     for st in ("pretrained", "intervened", "finetuned"):
         keys = dict.fromkeys(k for r in rows for k in (r.get(st) or {}) if k != "layers")
@@ -350,8 +358,8 @@ def run_transfer(config: str | Path | dict | TransferConfig, *, overrides: list[
     rows: list[dict] = []
     try:
         with open(out_dir / "results.jsonl", "ab") as res, open(out_dir / "curves.jsonl", "ab") as cur:
-            for seed in cfg.seeds:
-                rows += transfer_seed(cfg, src, seed, out_dir, dev, res, cur, say)
+            for point in source_points(cfg):
+                rows += transfer_seed(cfg, src, point, out_dir, dev, res, cur, say)
     except BaseException:
         write_outputs(out_dir, rows)
         rd.finish("failed")
@@ -368,12 +376,13 @@ def write_outputs(out_dir: Path, rows: list[dict]) -> None:
         atomic_write(out_dir / "table.txt", (format_tables(rows) + "\n").encode())
 
 
-def transfer_seed(cfg: TransferConfig, shape: Source, seed: int, out_dir: Path, dev: torch.device, res, cur,
-                  say: Log) -> list[dict]:
-    """Pre-train seed ``seed`` once, then every intervention × N; appends rows to ``res`` and returns them."""
-    src_cfg = dataclasses.replace(cfg.source, seed=seed)
+def transfer_seed(cfg: TransferConfig, shape: Source, point: SourcePoint, out_dir: Path, dev: torch.device, res,
+                  cur, say: Log) -> list[dict]:
+    """Pre-train ``point`` (a seed, and a ``source_grid`` point if any) once, then every intervention × N;
+    appends rows to ``res`` and returns them."""
+    seed, src_cfg = point.seed, point.cfg
     src = Source(src_cfg, shape.input_shape, shape.classes)
-    run_dir = out_dir / "pretrain" / f"seed{seed}"
+    run_dir = out_dir / "pretrain" / point.dir
     say(f"seed {seed}: pre-training → {run_dir}")
     run_source(src_cfg, out=run_dir, device=str(dev))
     status = read_json(run_dir / "provenance.json").get("status")
@@ -398,7 +407,8 @@ def transfer_seed(cfg: TransferConfig, shape: Source, seed: int, out_dir: Path, 
 
             ft = finetune(cfg, src, pool, tuned, seed, n, curves)
             cur.flush()
-            row = {"seed": seed, "intervention": iv.label, "samples_per_class": n, "classes": pool.data.classes,
+            row = {"seed": seed, **({"grid": point.values} if point.values else {}),
+                   "intervention": iv.label, "samples_per_class": n, "classes": pool.data.classes,
                    **{k: v for k, v in ft.items() if k != "finetuned"},
                    "changed_fraction": sum(changed.values()) / n_units, "changed_units": changed,
                    "pretrained": pre_stage, "intervened": inter, "finetuned": ft["finetuned"]}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from plasticlab.sweep.spec import describe
+
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 """t₀.₉₇₅ quantiles for 1…30 degrees of freedom (1.96 beyond)."""
@@ -52,7 +54,12 @@ def _stage(r: dict, stage: str, key: str):
 
 def format_tables(rows: list[dict]) -> str:
     """Target test accuracy (intervention × N), its paired difference to ``none`` (when present), and
-    per-(intervention, N) diagnostics."""
+    per-(intervention, N) diagnostics; with a ``source_grid``, these tables once per grid point."""
+    points = list(dict.fromkeys(describe(r["grid"]) for r in rows if r.get("grid")))
+    if points:
+        return "\n\n".join(f"source {p}:\n" + format_tables([{**r, "grid": None} for r in rows
+                                                              if r.get("grid") and describe(r["grid"]) == p])
+                           for p in points)
     labels = list(dict.fromkeys(r["intervention"] for r in rows))
     ns = list(dict.fromkeys(r["samples_per_class"] for r in rows))
     seeds = sorted({r["seed"] for r in rows})

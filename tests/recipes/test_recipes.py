@@ -37,6 +37,8 @@ def reduced(spec: dict) -> dict:
     if is_transfer(spec):
         t = spec["transfer"]
         t["seeds"] = t["seeds"][:1]
+        if t.get("source_grid"):
+            t["source_grid"] = {k: v[:2] for k, v in t["source_grid"].items()}
         t["source"]["environment"]["epochs_per_task"] = 1
         t["target"]["samples_per_class"] = t["target"]["samples_per_class"][:1]
         t["target"].pop("epochs", None)
@@ -58,6 +60,8 @@ def test_quick_profile_runs_at_reduced_size(name, tmp_path, monkeypatch):
     assert (root / "recipe.yaml").exists()
     if is_transfer(recipes.load_recipe(name)["profiles"]["quick"]):
         assert (root / "results.csv").exists()
+        if recipes.load_recipe(name).get("analysis"):
+            assert (root / "correlation.txt").exists()
     else:
         assert (root / "report" / "report.md").exists()
         from plasticlab.sweep import read_status_table
