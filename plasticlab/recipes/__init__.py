@@ -101,10 +101,12 @@ def run(name: str, *, profile: str = "quick", out: str | Path | None = None, rep
     meta = yaml.safe_dump({"name": name, "profile": profile,
                            **{k: v for k, v in load_recipe(name).items() if k != "profiles"}}, sort_keys=False)
     if "transfer" in spec:
+        from plasticlab.report.recipe import transfer_analysis
         from plasticlab.transfer import run_transfer
 
         run_transfer(spec["transfer"], out=root)
         (root / "recipe.yaml").write_text(meta)
+        transfer_analysis(root)  # correlation.txt/.csv/.png when the recipe's analysis asks for one
         return root
     root.mkdir(parents=True, exist_ok=True)
     (root / "recipe.yaml").write_text(meta)
