@@ -142,9 +142,28 @@ def cmd_recipes(a: argparse.Namespace) -> int:
         for name, desc in recipes.listing():
             print(f"{name:<28} {desc}")
         return 0
-    if not a.name:
-        raise UserError("plasticlab recipes show needs a recipe NAME (see `plasticlab recipes list`)")
-    print(recipes.show(a.name), end="")
+    if len(a.names) != 1:
+        raise UserError("plasticlab recipes show needs one recipe NAME (see `plasticlab recipes list`)")
+    print(recipes.show(a.names[0]), end="")
+    return 0
+
+
+def cmd_reproduce(a: argparse.Namespace) -> int:
+    from plasticlab import recipes
+    from plasticlab.recipes import docs_tables
+
+    if a.docs_only:
+        if a.names or a.all:
+            raise UserError("recipes reproduce --docs-only runs nothing: give no NAME and no --all")
+        changed = docs_tables.refresh_file(Path(a.docs) / "reproduction.md")
+        print(f"{Path(a.docs) / 'reproduction.md'}: generated tables {'updated' if changed else 'already current'}")
+        return 0
+    if a.all and a.names:
+        raise UserError("recipes reproduce: give recipe NAMEs or --all, not both")
+    names = recipes.names() if a.all else a.names
+    for folder in recipes.reproduce(names, profile=a.profile, work=a.work, docs=a.docs, executor=a.executor,
+                                    workers=a.workers, progress=not a.quiet):
+        print(f"outputs: {folder}")
     return 0
 
 
@@ -223,10 +242,28 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help="JSON path (default: RUN/diagnose.json)")
     g.set_defaults(fn=cmd_diagnose)
 
-    c = sub.add_parser("recipes", help="the packaged experiment recipes: list, show NAME")
-    c.add_argument("action", choices=["list", "show"])
-    c.add_argument("name", nargs="?")
-    c.set_defaults(fn=cmd_recipes)
+    c = sub.add_parser("recipes", help="the packaged experiment recipes: list, show NAME, reproduce NAME ...")
+    cs = c.add_subparsers(dest="action", required=True)
+    cs.add_parser("list", help="every recipe with its description").set_defaults(fn=cmd_recipes)
+    sh = cs.add_parser("show", help="print a recipe's YAML")
+    sh.add_argument("names", nargs="?", default=[], type=lambda v: [v], metavar="NAME")
+    sh.set_defaults(fn=cmd_recipes)
+    rr = cs.add_parser("reproduce", help="run recipes' profile and rewrite DOCS/reproduction/NAME/ and the "
+                                         "generated tables of DOCS/reproduction.md")
+    rr.add_argument("names", nargs="*", metavar="NAME")
+    rr.add_argument("--all", action="store_true", help="every recipe (the quick profiles take about an hour)")
+    rr.add_argument("--profile", default="quick", help="recipe profile (default quick; another writes NAME-PROFILE/)")
+    rr.add_argument("--work", default="sweeps", metavar="DIR",
+                    help="where the sweeps run, DIR/NAME-PROFILE; finished runs are reused (default sweeps)")
+    rr.add_argument("--docs", default="docs", metavar="DIR",
+                    help="docs folder holding reproduction/ and reproduction.md (default docs)")
+    rr.add_argument("--docs-only", action="store_true", help="run nothing; rebuild the generated tables of "
+                                                             "DOCS/reproduction.md from DOCS/reproduction/")
+    rr.add_argument("--executor", choices=["local", "process", "ray", "slurm"], default="local",
+                    help="where runs execute (as for plasticlab sweep; default local)")
+    rr.add_argument("--workers", type=int, help="process pool size (default: all cores)")
+    rr.add_argument("--quiet", action="store_true", help="no progress display")
+    rr.set_defaults(fn=cmd_reproduce)
 
     from plasticlab.transfer.cli import add_transfer_parser
 

@@ -15,7 +15,9 @@ A profile may instead hold ``transfer:`` (a ``plasticlab transfer`` config): it 
 pre-train → intervention → fine-tune pipeline (``plasticlab.transfer``) rather than a sweep.
 
 Run one with ``plasticlab sweep recipe:NAME [--profile quick|paper]``; list them with
-``plasticlab recipes list`` and print one with ``plasticlab recipes show NAME``.
+``plasticlab recipes list`` and print one with ``plasticlab recipes show NAME``. Re-run recipes and
+rewrite their committed outputs in ``docs/reproduction/`` with ``plasticlab recipes reproduce NAME``
+(``reproduce`` here; ``plasticlab.recipes.outputs``).
 """
 
 from __future__ import annotations
@@ -114,3 +116,6 @@ def run(name: str, *, profile: str = "quick", out: str | Path | None = None, rep
     if report:
         make_report(root)
     return root
+
+
+from plasticlab.recipes.outputs import reproduce as reproduce  # noqa: E402  (re-exported)
