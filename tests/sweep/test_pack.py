@@ -42,3 +42,17 @@ def test_packed_sweep_equals_separate_runs(tmp_path, capsys, executor):
     assert n_packed == 4
     again = run_sweep(spec, out=tmp_path / "p", pack=4, progress=False)  # finished: nothing to do
     assert again == packed
+
+
+def test_union_grid_sweep_packs_and_reports(tmp_path):
+    from plasticlab.report import make_report
+
+    spec = sweep([{"name": "mlp", "hidden": [16]}])
+    spec["grid"] = [{"optim.lr": [1e-3, 3e-3]}, {"environment.kind": ["output-interpolation"]}]
+    root = run_sweep(spec, out=tmp_path / "u", pack=3, progress=False)
+    points = [json.loads(x)["point"] for x in (root / "runs.jsonl").read_text().splitlines()]
+    assert points[:3] == [{"optim.lr": 1e-3}, {"optim.lr": 3e-3}, {"environment.kind": "output-interpolation"}]
+    provs = [json.loads(p.read_text()) for p in sorted((root / "runs").glob("*/provenance.json"))]
+    assert len(provs) == 6 and {p["status"] for p in provs} == {"done"} and max(p.get("packed", 1) for p in provs) == 3
+    md = (make_report(root, portable=True) / "report.md").read_text()
+    assert "| — | output-interpolation | 1 | 2 |" in md and "| 0.003 | — | 1 | 2 |" in md
