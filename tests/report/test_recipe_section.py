@@ -92,3 +92,21 @@ def test_transfer_analysis_writes_the_correlation(tmp_path):
     assert "within seed" in text and f"{c.r:+.3f}" in text
     (tmp_path / "recipe.yaml").write_text("claim: x\n")
     assert transfer_analysis(tmp_path) == []
+
+
+def test_sweep_recipe_correlation_block(tmp_path):
+    from types import SimpleNamespace
+
+    from plasticlab.report.recipe import recipe_blocks
+
+    (tmp_path / "recipe.yaml").write_text(
+        "name: r\nprofile: quick\nanalysis: {correlation: {x: input_sensitivity@0, y: test_acc@1}}\n")
+    xs, ys = [1.0, 2.0, 3.0, 4.0, 5.0], [0.2, 0.1, 0.4, 0.3, 0.5]
+    runs = [SimpleNamespace(id=f"r{i}", task_ends={0: {"input_sensitivity": x}, 1: {"test_acc": y}})
+            for i, (x, y) in enumerate(zip(xs, ys, strict=True))]
+    blocks = recipe_blocks(SimpleNamespace(path=tmp_path, runs=runs), tmp_path)
+    table = next(b for b in blocks if b[0] == "table")
+    c = correlate(xs, ys)
+    assert table[2] == [["input_sensitivity@0", "test_acc@1", "5", f"{c.r:+.3f} [{c.r_ci[0]:+.3f}, {c.r_ci[1]:+.3f}]",
+                         f"{c.rho:+.3f} [{c.rho_ci[0]:+.3f}, {c.rho_ci[1]:+.3f}]"]]
+    assert math.isclose(c.r, 0.8) and (tmp_path / "correlation.png").is_file()
