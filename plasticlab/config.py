@@ -140,7 +140,8 @@ class TransitionConfig:
     length: float = field(default=2.0, metadata=bounds(ge=0))
     """k: the transition lasts k × epochs_per_task epochs."""
     step: float = field(default=0.5, metadata=bounds(gt=0, lt=1))
-    """δ: α goes through δ, 2δ, …, 1−δ (1/δ must be a whole number)."""
+    """δ: α goes through δ, 2δ, …, 1−δ (1/δ must be a whole number); output-interpolation
+    via-uniform: δ/2, δ, …, 1−δ/2, so each half moves the smoothing factor by δ."""
     mode: Literal["direct", "via-uniform"] = "direct"
     """Output interpolation path: direct blend, or old one-hot → uniform → new one-hot."""
 

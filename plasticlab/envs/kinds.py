@@ -9,8 +9,11 @@ t−1 ("old") to task t ("new") at coefficient α, over base-example indices ``i
   nothing is transformed twice); targets are the new task's labels.
 * ``output-interpolation``: inputs of the new task, soft targets (probabilities, cross-entropy):
   ``direct``: ỹ = (1−α)·onehot(y_old) + α·onehot(y_new);
-  ``via-uniform`` (the released code's path): for α ≤ ½, ỹ = (1−2α)·onehot(y_old) + 2α·u, for
-  α > ½, ỹ = (2α−1)·onehot(y_new) + (2−2α)·u, with u the uniform distribution over C classes.
+  ``via-uniform`` (the released code's path): ỹ = (1−s)·onehot(y) + s·u, u uniform over the C
+  classes, on the old labels with s = 2α for α ≤ ½, on the new labels with s = 2−2α for α > ½
+  (α = ½ is uniform). Its α levels are δ/2 apart (``schedule.transition_alphas``), so s moves by δ:
+  δ, …, 1−δ on the old labels, 1, then 1−δ, …, δ on the new ones — the released code's levels,
+  except its first (s = 0: the old one-hot labels again), whose share of the steps the others get.
 * ``task-sampling``: the first n_old = ⌊B·(1−α) + ½⌋ examples of the batch come from the old task
   and the other B − n_old from the new one: always exactly B examples.
 """

@@ -4,13 +4,14 @@ A run is a list of phases counted in optimiser steps, so fractional epochs are e
 
 * a ``task`` phase trains task t alone (α = null);
 * a ``transition`` phase (gradual environments) trains a mixture of task t−1 and task t at a
-  fixed α; a transition is a run of such phases with α = δ, 2δ, …, 1−δ.
+  fixed α; a transition is a run of such phases with α = δ, 2δ, …, 1−δ (output interpolation
+  ``via-uniform``: α = δ/2, δ, …, 1−δ/2, see ``transition_alphas``).
 
 Task t's measurement happens at the end of its ``task`` phase, where plasticity is judged.
 Lengths (S = steps per epoch, E = ``epochs_per_task``, k = ``transition.length``):
 
 * pure phase of task t ≥ 1: P = round(E·S); transition into task t: R = round(k·E·S), split into
-  m = 1/δ − 1 levels of ⌊jR/m⌋ − ⌊(j−1)R/m⌋ steps (j = 1…m);
+  m = 1/δ − 1 levels (2/δ − 1 for ``via-uniform``) of ⌊jR/m⌋ − ⌊(j−1)R/m⌋ steps (j = 1…m);
 * with ``compute_matched`` every task gets P + R steps in every kind: abrupt tasks are trained
   P + R steps, and gradual task 0 (no predecessor) gets P + R pure steps. Totals are then equal
   to the step. Without it, abrupt and task 0 get P steps.
@@ -61,6 +62,17 @@ def alpha_grid(step: float) -> list[float]:
     return [round(j * step, 12) for j in range(1, n)]
 
 
+def transition_alphas(env: EnvironmentConfig) -> list[float]:
+    """The α levels of a transition: ``alpha_grid(δ)``; output interpolation ``via-uniform``:
+    ``alpha_grid(δ/2)``, so each of its halves (old one-hot → uniform, uniform → new one-hot) moves
+    the smoothing factor in steps of δ, as the released code does (envs/kinds.py)."""
+    step = env.transition.step
+    if env.kind == "output-interpolation" and env.transition.mode == "via-uniform":
+        alpha_grid(step)  # why: validate δ itself, so an error names the configured value
+        return alpha_grid(step / 2)
+    return alpha_grid(step)
+
+
 def split_steps(total: int, parts: int) -> list[int]:
     """Split ``total`` steps into ``parts`` near-equal whole parts that sum to ``total``."""
     return [(j * total) // parts - ((j - 1) * total) // parts for j in range(1, parts + 1)]
@@ -76,7 +88,7 @@ class Schedule:
     """S_t per task when tasks differ in size; empty when every task has ``steps_per_epoch``."""
     dropped: tuple[tuple[int, float], ...] = ()
     """(task, α) of every transition level that got no step: a transition of R steps holds at
-    most R of its 1/δ − 1 levels (``dropped_levels_note`` says so in one line)."""
+    most R of its m levels (``dropped_levels_note`` says so in one line)."""
 
     def epoch_length(self, task: int) -> int:
         """Steps per epoch of ``task``."""
@@ -107,7 +119,7 @@ def build_schedule(env: EnvironmentConfig, tasks: int, steps_per_epoch: int | Se
     """
     spe = [steps_per_epoch] * tasks if isinstance(steps_per_epoch, int) else list(steps_per_epoch)
     gradual = env.kind != "abrupt"
-    alphas = alpha_grid(env.transition.step) if gradual else []
+    alphas = transition_alphas(env) if gradual else []
     phases: list[Phase] = []
     dropped: list[tuple[int, float]] = []
     at = 0

@@ -71,3 +71,35 @@ def test_old_count_rounding():
     assert old_count(64, 0.5) == 32
     assert old_count(3, 0.5) == 2  # halves round up, never banker's rounding
     assert old_count(64, 0.02) == 63
+
+
+@pytest.mark.parametrize("delta", [0.5, 0.25, 0.1])
+def test_via_uniform_transition_visits_the_released_codes_smoothing_levels(delta):
+    """The released code (review-time MNIST trainer) smooths the old labels with s = 0, δ, …, 1−δ,
+    switches labels, then smooths the new ones with s = 1, 1−δ, …, δ, target (1−s)·onehot + s/C.
+    plasticlab's via-uniform transition visits the same levels in order, without the s = 0 one
+    (old one-hot again): each half moves s by δ, not 2δ. The direct path keeps α = δ, …, 1−δ."""
+    from plasticlab.config import EnvironmentConfig, TransitionConfig
+    from plasticlab.envs.schedule import build_schedule
+
+    C, y_old, y_new = 4, torch.tensor([0, 3]), torch.tensor([2, 3])
+    env = EnvironmentConfig(kind="output-interpolation", epochs_per_task=4.0,
+                            transition=TransitionConfig(length=2.0, step=delta, mode="via-uniform"))
+    levels = [p.alpha for p in build_schedule(env, 2, 10).phases if p.kind == "transition"]
+    n = round(1 / delta)
+
+    def smoothed(y, s):
+        return (1 - s) * torch.nn.functional.one_hot(y, C).float() + s / C
+
+    released = [smoothed(y_old, j * delta) for j in range(1, n)] + [smoothed(y_new, 1 - j * delta) for j in range(n)]
+    got = [soft_targets(y_old, y_new, a, C, "via-uniform") for a in levels]
+    assert len(got) == len(released) == 2 * n - 1
+    for g, r in zip(got, released, strict=True):
+        assert torch.allclose(g, r, atol=1e-6)
+    # the largest change of the target between consecutive levels is δ·‖onehot − u‖₁, as in the released code
+    steps = [(b - a).abs().sum(1).max().item() for a, b in zip(got, got[1:], strict=False)]
+    assert max(steps) == pytest.approx(delta * 2 * (1 - 1 / C), abs=1e-5)
+    direct = EnvironmentConfig(kind="output-interpolation", epochs_per_task=4.0,
+                               transition=TransitionConfig(length=2.0, step=delta, mode="direct"))
+    assert [p.alpha for p in build_schedule(direct, 2, 10).phases if p.kind == "transition"] == pytest.approx(
+        [j * delta for j in range(1, n)])
