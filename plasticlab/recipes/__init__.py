@@ -90,7 +90,8 @@ def run(name: str, *, profile: str = "quick", out: str | Path | None = None, rep
     Args:
         name: recipe name (``plasticlab recipes list``).
         profile: ``quick`` (CPU, minutes) or ``paper``.
-        out: sweep directory; default ``sweeps/<name>-<profile>``.
+        out: sweep directory; default ``sweeps/<name>-<profile>``. A transfer recipe's finished output
+            there (status done) is reused.
         sweep_options: passed to ``plasticlab.sweep.run_sweep`` (executor, workers, …).
     Returns:
         The sweep directory (its report is in ``report/``).
@@ -106,7 +107,8 @@ def run(name: str, *, profile: str = "quick", out: str | Path | None = None, rep
         from plasticlab.report.recipe import transfer_analysis
         from plasticlab.transfer import run_transfer
 
-        run_transfer(spec["transfer"], out=root)
+        if not _finished_transfer(root):  # a finished one is reused, as a sweep reuses its finished runs
+            run_transfer(spec["transfer"], out=root)
         (root / "recipe.yaml").write_text(meta)
         transfer_analysis(root)  # correlation.txt/.csv/.png when the recipe's analysis asks for one
         return root
@@ -116,6 +118,15 @@ def run(name: str, *, profile: str = "quick", out: str | Path | None = None, rep
     if report:
         make_report(root)
     return root
+
+
+def _finished_transfer(root: Path) -> bool:
+    from plasticlab.store import read_json
+
+    try:
+        return read_json(root / "provenance.json").get("status") == "done"
+    except (OSError, ValueError):
+        return False
 
 
 from plasticlab.recipes.outputs import reproduce as reproduce  # noqa: E402  (re-exported)

@@ -9,7 +9,8 @@ a profile other than ``quick``) is rewritten from it:
   report (``plasticlab.report.make_report``), and ``runs.csv``: one row per run × finished task with
   the run id, its grid values, seed, task, the measures and the main diagnostics, floats written
   with ``repr`` so that a value read back is the same float;
-- transfer recipes: ``table.txt`` and ``results.csv``.
+- transfer recipes: ``table.txt``, ``results.csv`` and, when the recipe asks for a correlation,
+  ``correlation.txt``/``.csv``/``.png``.
 
 The folder is written next to its destination and renamed into place, so a failure leaves the old
 one. Files the command does not write (an analysis script ``*.py`` and its figure) are carried over;
@@ -30,8 +31,10 @@ from plasticlab.registry import UserError
 
 REPORT_FILES = ("report.md", "tables.csv", "paired.csv")
 TRANSFER_FILES = ("table.txt", "results.csv")
-OWNED = ("recipe.yaml", "runs.csv", *REPORT_FILES, *TRANSFER_FILES, "curve_*.png", "diagnostics.png",
-         "final_task.png", "correlation.png", "accuracy_matrix.png")
+ANALYSIS_FILES = ("correlation.txt", "correlation.csv", "correlation.png")
+"""A transfer recipe's ``analysis`` outputs (``plasticlab.report.recipe.transfer_analysis``)."""
+OWNED = ("recipe.yaml", "runs.csv", *REPORT_FILES, *TRANSFER_FILES, *ANALYSIS_FILES, "curve_*.png",
+         "diagnostics.png", "final_task.png", "accuracy_matrix.png")
 """Names (and patterns) the command writes; any other file in an output folder is the user's and is kept."""
 DIAGNOSTICS = ("dormant_fraction", "dead_fraction", "frozen_fraction", "effective_rank", "input_sensitivity")
 """Diagnostics kept in ``runs.csv`` beside the measures (where the runs report them)."""
@@ -68,8 +71,7 @@ def reproduce(names: list[str], *, profile: str = "quick", work: str | Path = "s
     written = []
     for name, spec in specs.items():
         root = Path(work) / f"{name}-{profile}"
-        if not ("transfer" in spec and (root / "table.txt").is_file() and (root / "results.csv").is_file()):
-            recipes.run(name, profile=profile, out=root, report=False, **sweep_options)
+        recipes.run(name, profile=profile, out=root, report=False, **sweep_options)
         written.append(write_outputs(root, output_dir(docs, name, profile), transfer="transfer" in spec))
     if (Path(docs) / "reproduction.md").is_file():
         docs_tables.refresh_file(Path(docs) / "reproduction.md")
@@ -98,6 +100,9 @@ def write_outputs(root: Path, dest: Path, *, transfer: bool) -> Path:
         if transfer:
             for f in TRANSFER_FILES:
                 shutil.copy2(root / f, tmp / f)
+            for f in ANALYSIS_FILES:  # written when the recipe asks for an analysis
+                if (root / f).is_file():
+                    shutil.copy2(root / f, tmp / f)
         else:
             _report_files(root, tmp)
             write_runs_csv(root, tmp / "runs.csv")
@@ -117,10 +122,7 @@ def _report_files(root: Path, folder: Path) -> None:
     from plasticlab.report import make_report
 
     report = folder / ".report"
-    try:
-        make_report(root, out=report, portable=True)
-    except TypeError:  # TODO(H2): drop once make_report takes ``portable`` (issue 20, H1)
-        make_report(root, out=report)
+    make_report(root, out=report, portable=True)
     for item in sorted(report.iterdir()):
         if item.name in REPORT_FILES or item.suffix == ".png":
             item.rename(folder / item.name)

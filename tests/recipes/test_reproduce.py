@@ -184,3 +184,20 @@ def test_cli_reproduce_errors_are_one_line_and_docs_only_refreshes(tmp_path):
     assert r.returncode == 2 and "missing" in r.stderr and r.stderr.strip().count("\n") == 0
     assert cli("recipes", "show", "quickstart").returncode == 0
     assert cli("recipes", "list", "quickstart").returncode == 2  # argparse: unrecognized argument
+
+
+def test_a_finished_transfer_recipe_is_reused(tmp_path, monkeypatch):
+    import plasticlab.report.recipe
+    import plasticlab.transfer
+
+    calls = []
+    monkeypatch.setattr(plasticlab.transfer, "run_transfer", lambda cfg, out: calls.append(out))
+    monkeypatch.setattr(plasticlab.report.recipe, "transfer_analysis", lambda root: None)
+    name = next(n for n in recipes.names() if "transfer" in recipes.sweep_of(n))
+    recipes.run(name, out=tmp_path)
+    (tmp_path / "provenance.json").write_text('{"status": "running"}')
+    recipes.run(name, out=tmp_path)
+    assert calls == [tmp_path, tmp_path]  # unfinished: run (run_transfer itself refuses a non-empty folder)
+    (tmp_path / "provenance.json").write_text('{"status": "done"}')
+    recipes.run(name, out=tmp_path)
+    assert calls == [tmp_path, tmp_path] and (tmp_path / "recipe.yaml").is_file()
