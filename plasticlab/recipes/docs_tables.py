@@ -82,7 +82,7 @@ def headline(folder: Path) -> str:
     for g in groups:
         final = by_scope[("final", g)]
         deltas = ["baseline"] * 2 if g in baselines else [_delta(paired.get((s, g))) for s in ("last5", "final")]
-        cells = [final[k] for k in keys] + [final["n"], _estimate(final, measure),
+        cells = [final[k] or "—" for k in keys] + [final["n"], _estimate(final, measure),
                                             _estimate(by_scope.get(("last5", g)), measure), *deltas]
         lines.append("| " + " | ".join(cells) + " |")
     task = rows[0]["final_task"]

@@ -139,7 +139,8 @@ def runs_rows(root: Path) -> tuple[list[dict], list[str]]:
     rows = []
     for r in col.runs:
         for t in sorted(r.task_ends):
-            row = {"run": r.id, **{k: tables.label(r.point.get(k)) for k in col.keys}, "seed": r.seed, "task": t}
+            row = {"run": r.id, "seed": r.seed, "task": t}
+            row.update({k: tables.label(r.point[k]) for k in col.keys if k in r.point})  # union grids: a key may lack
             row.update({m: r.task_ends[t].get(m) for m in values})
             rows.append(row)
     return rows, ["run", *col.keys, "seed", "task", *values]

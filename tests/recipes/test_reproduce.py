@@ -201,3 +201,10 @@ def test_a_finished_transfer_recipe_is_reused(tmp_path, monkeypatch):
     (tmp_path / "provenance.json").write_text('{"status": "done"}')
     recipes.run(name, out=tmp_path)
     assert calls == [tmp_path, tmp_path] and (tmp_path / "recipe.yaml").is_file()
+
+
+def test_headline_shows_a_dash_for_a_key_a_union_grid_point_lacks(tmp_path):
+    write_sweep_outputs(tmp_path / "toy")
+    path = tmp_path / "toy" / "tables.csv"
+    path.write_text(path.read_text().replace("kind=abrupt,abrupt,", "kind=abrupt,,"))
+    assert "| — | 3 | 0.700 ± 0.050 |" in docs_tables.render("toy", "headline", tmp_path)
