@@ -1,9 +1,10 @@
 """``run_transfer``: pre-train → intervene → fine-tune on N target images per class (Zilly et al. 2021).
 
-For every seed s (docs/transfer.md):
+For every seed s (docs/transfer.md), and with a ``source_grid`` for every grid point of it:
 
 1. **Pre-train** once: the ``source`` config with seed s is an ordinary run through the engine,
-   saved as ``OUT/pretrain/seed{s}/`` (config.yaml, metrics.jsonl, checkpoints/latest.pt).
+   saved as ``OUT/pretrain/seed{s}/`` (config.yaml, metrics.jsonl, checkpoints/latest.pt; with a
+   grid ``OUT/pretrain/<sweep run id>/``, and the rows carry the point's values under ``grid``).
 2. For every intervention: load the pre-trained model (with its source head), apply the
    intervention (the registered method's task-boundary hook, as if the target were task 1),
    then give it the target's output layer (kept when the class counts match and
