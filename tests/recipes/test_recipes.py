@@ -48,7 +48,9 @@ def reduced(spec: dict) -> dict:
     base["tasks"]["count"] = 2
     base["environment"]["epochs_per_task"] = 1
     base.setdefault("diagnostics", {})["probe_size"] = 64
-    spec["grid"] = {k: v[:1] for k, v in spec["grid"].items()}
+    grid = spec["grid"]
+    first = grid[0] if isinstance(grid, list) else grid  # a union grid: its first mapping
+    spec["grid"] = {k: v[:1] for k, v in first.items()}
     spec["seeds"] = spec["seeds"][:1]
     return spec
 
