@@ -100,9 +100,9 @@ def recipe_baseline(col: Collection) -> dict:
 def baselines(col: Collection, gs: list[Group]) -> tuple[list[tuple[Group, Group, str]], str]:
     """(group, its baseline, how that baseline was chosen) for every group compared, and a sentence on the
     rule; empty with fewer than two groups."""
-    first, how = baseline(col, gs)
+    first, base_how = baseline(col, gs)
     if first is None:
-        return [], how
+        return [], base_how
     spec = recipe_baseline(col)
     named = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in spec.items())
     out = []
@@ -114,9 +114,10 @@ def baselines(col: Collection, gs: list[Group]) -> tuple[list[tuple[Group, Group
             base, which = (match, "recipe") if match is not None else (first, f"first point (no group with {named})")
         if base is not g:
             out.append((g, base, which))
+    how = f"the baseline, {base_how}"
     if spec:
-        how = (f"the group with the recipe's baseline values {named} in place of its own (the recipe's "
-               f"`baseline`); where no group has them, the sweep's first point: {how}")
+        how = (f"its baseline: the group with the recipe's `baseline` values ({named}) in place of its own; where "
+               f"no group has them, the sweep's first point, {base_how}")
     return out, how
 
 
@@ -206,10 +207,10 @@ def blocks(col: Collection, gs: list[Group], present: list[str], folder: Path) -
     if meta.get("claim"):
         out.append(("p", f"Claim ({meta.get('paper', 'source not given')}): {meta['claim']}"))
     side = "lower" if lower_is_better(measure) else "higher"
-    out.append(("p", f"Each group against its baseline, {how}: the paired difference group − baseline of "
-                     f"{measure} ({side} is better) over the seeds both ran, at the lower T of the two final tasks "
-                     f"(final task), and of each run's mean over the last min({LAST}, T + 1) tasks ending at T; "
-                     "mean and 95% t-interval."))
+    out.append(("p", f"Each group against {how}. Paired by seed: the difference group − baseline of {measure} "
+                     f"({side} is better) at T, the lower of the two groups' final tasks, and the difference of the "
+                     f"runs' means over the last min({LAST}, T + 1) tasks ending at T; mean and 95% t-interval over "
+                     "the seeds both ran."))
     recipe = bool(recipe_baseline(col))
     out += [("verdict", line(p, measure, recipe)) for p in found]
     rows = []
