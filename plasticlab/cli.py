@@ -148,6 +148,17 @@ def cmd_recipes(a: argparse.Namespace) -> int:
     return 0
 
 
+def seed_list(text: str) -> list[int]:
+    """``--seeds 100,101,102`` (or ``100-104``) → the list of seeds."""
+    try:
+        if "-" in text and "," not in text:
+            lo, hi = (int(v) for v in text.split("-"))
+            return list(range(lo, hi + 1))
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 100,101,102 or 100-104, got {text!r}") from None
+
+
 def cmd_reproduce(a: argparse.Namespace) -> int:
     from plasticlab import recipes
     from plasticlab.recipes import docs_tables
@@ -161,8 +172,8 @@ def cmd_reproduce(a: argparse.Namespace) -> int:
     if a.all and a.names:
         raise UserError("recipes reproduce: give recipe NAMEs or --all, not both")
     names = recipes.names() if a.all else a.names
-    for folder in recipes.reproduce(names, profile=a.profile, work=a.work, docs=a.docs, executor=a.executor,
-                                    workers=a.workers, progress=not a.quiet):
+    for folder in recipes.reproduce(names, profile=a.profile, work=a.work, docs=a.docs, seeds=a.seeds,
+                                    executor=a.executor, workers=a.workers, progress=not a.quiet):
         print(f"outputs: {folder}")
     return 0
 
@@ -259,6 +270,8 @@ def parser() -> argparse.ArgumentParser:
                     help="docs folder holding reproduction/ and reproduction.md (default docs)")
     rr.add_argument("--docs-only", action="store_true", help="run nothing; rebuild the generated tables of "
                                                              "DOCS/reproduction.md from DOCS/reproduction/")
+    rr.add_argument("--seeds", type=seed_list, metavar="S,S,...",
+                    help="a replication: these seeds instead of the profile's, written to NAME/seeds-…/")
     rr.add_argument("--executor", choices=["local", "process", "ray", "slurm"], default="local",
                     help="where runs execute (as for plasticlab sweep; default local)")
     rr.add_argument("--workers", type=int, help="process pool size (default: all cores)")

@@ -84,7 +84,7 @@ def listing() -> list[tuple[str, str]]:
 
 
 def run(name: str, *, profile: str = "quick", out: str | Path | None = None, report: bool = True,
-        **sweep_options) -> Path:
+        seeds: list[int] | None = None, **sweep_options) -> Path:
     """Run a recipe's profile as a sweep (resumable) and write its report.
 
     Args:
@@ -92,6 +92,8 @@ def run(name: str, *, profile: str = "quick", out: str | Path | None = None, rep
         profile: ``quick`` (CPU, minutes) or ``paper``.
         out: sweep directory; default ``sweeps/<name>-<profile>``. A transfer recipe's finished output
             there (status done) is reused.
+        seeds: run these seeds instead of the profile's (a replication on seeds the setting was not
+            chosen on); recorded in the output's ``recipe.yaml``.
         sweep_options: passed to ``plasticlab.sweep.run_sweep`` (executor, workers, …).
     Returns:
         The sweep directory (its report is in ``report/``).
@@ -99,9 +101,9 @@ def run(name: str, *, profile: str = "quick", out: str | Path | None = None, rep
     from plasticlab.report import make_report
     from plasticlab.sweep import run_sweep
 
-    spec = sweep_of(name, profile)
+    spec = with_seeds(sweep_of(name, profile), seeds)
     root = Path(out) if out is not None else Path("sweeps") / f"{name}-{profile}"
-    meta = yaml.safe_dump({"name": name, "profile": profile,
+    meta = yaml.safe_dump({"name": name, "profile": profile, **({"seeds": list(seeds)} if seeds else {}),
                            **{k: v for k, v in load_recipe(name).items() if k != "profiles"}}, sort_keys=False)
     if "transfer" in spec:
         from plasticlab.report.recipe import transfer_analysis
@@ -118,6 +120,23 @@ def run(name: str, *, profile: str = "quick", out: str | Path | None = None, rep
     if report:
         make_report(root)
     return root
+
+
+def with_seeds(spec: dict, seeds: list[int] | None) -> dict:
+    """A profile's spec (``sweep_of``) with its seeds replaced by ``seeds`` (unchanged when None)."""
+    if seeds is None:
+        return spec
+    if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise UserError(f"recipe seeds: expected distinct non-negative integers, got {seeds!r}")
+    (spec["transfer"] if "transfer" in spec else spec)["seeds"] = list(seeds)
+    return spec
+
+
+def seeds_label(seeds: list[int]) -> str:
+    """Folder label of a seed list: ``seeds-100-104`` for a run of consecutive seeds, else ``seeds-1_5_9``."""
+    if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"seeds-{seeds[0]}-{seeds[-1]}"
+    return "seeds-" + "_".join(map(str, seeds))
 
 
 def _finished_transfer(root: Path) -> bool:

@@ -62,7 +62,7 @@ def _delta(row: dict | None) -> str:
     return f"{mean:+.3f}" + ("" if low is None else f" [{low:+.3f}, {high:+.3f}]")
 
 
-def headline(folder: Path) -> str:
+def headline(folder: Path, name: str | None = None) -> str:
     """The headline table (markdown) of the sweep recipe outputs in ``folder``."""
     measure = (yaml.safe_load((folder / "recipe.yaml").read_text()) or {}).get("measure") \
         if (folder / "recipe.yaml").is_file() else None
@@ -86,7 +86,8 @@ def headline(folder: Path) -> str:
                                             _estimate(by_scope.get(("last5", g)), measure), *deltas]
         lines.append("| " + " | ".join(cells) + " |")
     task = rows[0]["final_task"]
-    note = (f"Generated from `reproduction/{folder.name}/` (tables.csv, paired.csv) by `plasticlab recipes reproduce`: "
+    note = (f"Generated from `reproduction/{name or folder.name}/` (tables.csv, paired.csv) by "
+            "`plasticlab recipes reproduce`: "
             f"{measure}, mean ± 95% t-interval over seeds at the final task ({task}) and over the last 5 tasks; "
             f"Δ: paired by seed against the baseline ({', '.join(baselines) or 'none'}).")
     return "\n".join(lines) + "\n\n" + note + "\n"
@@ -104,7 +105,7 @@ def render(name: str, kind: str, folder: Path) -> str:
     """The body of block ``NAME KIND`` from ``folder/NAME``."""
     if kind not in KINDS:
         raise UserError(f"generated table {name} {kind}: unknown kind {kind!r} (allowed: {', '.join(KINDS)})")
-    return (headline if kind == "headline" else table)(folder / name)
+    return headline(folder / name, name) if kind == "headline" else table(folder / name)
 
 
 def refresh(text: str, folder: Path) -> str:

@@ -46,7 +46,7 @@ def output_dir(docs: str | Path, name: str, profile: str) -> Path:
 
 
 def reproduce(names: list[str], *, profile: str = "quick", work: str | Path = "sweeps", docs: str | Path = "docs",
-              **sweep_options) -> list[Path]:
+              seeds: list[int] | None = None, **sweep_options) -> list[Path]:
     """Run each recipe's profile and rewrite its folder of committed outputs; refresh the doc's tables.
 
     Args:
@@ -54,6 +54,9 @@ def reproduce(names: list[str], *, profile: str = "quick", work: str | Path = "s
         profile: the recipes' profile (``quick``: CPU, minutes).
         work: where the sweeps run (``WORK/<name>-<profile>``; re-running reuses finished runs).
         docs: the documentation folder that holds ``reproduction/`` and ``reproduction.md``.
+        seeds: a replication: run these seeds instead of the profile's, into
+            ``WORK/<name>-<profile>-seeds-…`` and ``DOCS/reproduction/<name>/seeds-…/`` (the recipe's own
+            outputs are kept; e.g. ``seeds-100-104``).
         sweep_options: passed to ``plasticlab.sweep.run_sweep`` (executor, workers, progress, …).
     Returns:
         The output folders written, in the order of ``names``.
@@ -66,13 +69,15 @@ def reproduce(names: list[str], *, profile: str = "quick", work: str | Path = "s
 
     if not names:
         raise UserError("recipes reproduce: name at least one recipe, or --all (see `plasticlab recipes list`)")
-    specs = {name: recipes.sweep_of(name, profile) for name in names}  # unknown recipe or profile: UserError
+    specs = {name: recipes.with_seeds(recipes.sweep_of(name, profile), seeds) for name in names}  # UserError
     writable(Path(docs) / "reproduction")
+    tail = "" if seeds is None else recipes.seeds_label(seeds)
     written = []
     for name, spec in specs.items():
-        root = Path(work) / f"{name}-{profile}"
-        recipes.run(name, profile=profile, out=root, report=False, **sweep_options)
-        written.append(write_outputs(root, output_dir(docs, name, profile), transfer="transfer" in spec))
+        root = Path(work) / (f"{name}-{profile}" + (f"-{tail}" if tail else ""))
+        recipes.run(name, profile=profile, out=root, report=False, seeds=seeds, **sweep_options)
+        dest = output_dir(docs, name, profile) / tail if tail else output_dir(docs, name, profile)
+        written.append(write_outputs(root, dest, transfer="transfer" in spec))
     if (Path(docs) / "reproduction.md").is_file():
         docs_tables.refresh_file(Path(docs) / "reproduction.md")
     return written

@@ -208,3 +208,22 @@ def test_headline_shows_a_dash_for_a_key_a_union_grid_point_lacks(tmp_path):
     path = tmp_path / "toy" / "tables.csv"
     path.write_text(path.read_text().replace("kind=abrupt,abrupt,", "kind=abrupt,,"))
     assert "| — | 3 | 0.700 ± 0.050 |" in docs_tables.render("toy", "headline", tmp_path)
+
+
+def test_seeds_replace_the_profiles_seeds_for_a_replication(tmp_path, monkeypatch):
+    import plasticlab.sweep
+
+    ran = []
+    monkeypatch.setattr(plasticlab.sweep, "run_sweep", lambda spec, out, **kw: ran.append((spec, out)))
+    recipes.run("quickstart", out=tmp_path / "q", report=False, seeds=[100, 101])
+    assert ran[0][0]["seeds"] == [100, 101] and ran[0][0]["grid"] == recipes.sweep_of("quickstart")["grid"]
+    assert "seeds:\n- 100\n- 101" in (tmp_path / "q" / "recipe.yaml").read_text()
+    transfer = next(n for n in recipes.names() if "transfer" in recipes.sweep_of(n))
+    assert recipes.with_seeds(recipes.sweep_of(transfer), [5])["transfer"]["seeds"] == [5]
+    assert recipes.seeds_label([100, 101, 102]) == "seeds-100-102" and recipes.seeds_label([1, 5]) == "seeds-1_5"
+    for bad in ([], [1, 1], [-1]):
+        with pytest.raises(UserError, match="recipe seeds"):
+            recipes.with_seeds(recipes.sweep_of("quickstart"), bad)
+    from plasticlab.cli import seed_list
+
+    assert seed_list("100-103") == [100, 101, 102, 103] and seed_list("3,1") == [3, 1]
