@@ -12,7 +12,8 @@ is regenerated from ``reproduction/<NAME>/`` (next to the doc) by ``refresh``. K
   ``measure`` (``recipe.yaml``): one row per group with its grid values, n, the final task's mean ±
   95% CI, the mean over the last five tasks ± 95% CI, and the paired differences from the baseline
   group on both scopes (mean [95% CI]);
-- ``table``: a transfer recipe's ``table.txt``, verbatim in a code block.
+- ``table``: a transfer recipe's ``table.txt``, verbatim in a code block;
+- ``final:m1,m2,…``: those measures (diagnostics too) at each group's final task, mean ± 95% CI.
 
 ``plasticlab recipes reproduce`` refreshes the blocks after writing outputs; ``--docs-only`` refreshes
 them alone. A test checks that the committed doc equals its refreshed self, so a number edited by
@@ -101,10 +102,37 @@ def table(folder: Path) -> str:
     return "```\n" + path.read_text().rstrip("\n") + "\n```\n"
 
 
+def final_values(folder: Path, measures: list[str], name: str | None = None) -> str:
+    """Several measures at each group's final task (mean ± 95% CI), one column each (``final:m1,m2``)."""
+    rows = [r for r in _read_csv(folder / "tables.csv") if r["scope"] == "final"]
+    found = {r["measure"] for r in rows}
+    missing = [m for m in measures if m not in found]
+    if missing or not measures:
+        raise UserError(f"generated table: {folder / 'tables.csv'} has no final-task rows of {', '.join(missing)} "
+                        f"(it has: {', '.join(sorted(found))})")
+    head = list(rows[0])
+    keys = head[head.index("group") + 1:head.index("measure")]
+    by = {(r["group"], r["measure"]): r for r in rows}
+    groups = list(dict.fromkeys(r["group"] for r in rows))
+    header = [k.split(".")[-1] for k in keys] + ["n", *measures]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for g in groups:
+        first = by[(g, measures[0])]
+        cells = [first[k] or "—" for k in keys] + [first["n"]] + [_estimate(by.get((g, m)), m) for m in measures]
+        lines.append("| " + " | ".join(cells) + " |")
+    note = (f"Generated from `reproduction/{name or folder.name}/tables.csv` by `plasticlab recipes reproduce`: "
+            f"mean ± 95% t-interval over seeds at the final task ({rows[0]['final_task']}).")
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
 def render(name: str, kind: str, folder: Path) -> str:
-    """The body of block ``NAME KIND`` from ``folder/NAME``."""
+    """The body of block ``NAME KIND`` from ``folder/NAME`` (KIND: ``headline``, ``table`` or
+    ``final:m1,m2,…``)."""
+    if kind.startswith("final:"):
+        return final_values(folder / name, [m for m in kind[len("final:"):].split(",") if m], name)
     if kind not in KINDS:
-        raise UserError(f"generated table {name} {kind}: unknown kind {kind!r} (allowed: {', '.join(KINDS)})")
+        raise UserError(f"generated table {name} {kind}: unknown kind {kind!r} "
+                        f"(allowed: {', '.join(KINDS)}, final:MEASURE,…)")
     return headline(folder / name, name) if kind == "headline" else table(folder / name)
 
 

@@ -227,3 +227,12 @@ def test_seeds_replace_the_profiles_seeds_for_a_replication(tmp_path, monkeypatc
     from plasticlab.cli import seed_list
 
     assert seed_list("100-103") == [100, 101, 102, 103] and seed_list("3,1") == [3, 1]
+
+
+def test_final_values_block_shows_the_named_measures_at_the_final_task(tmp_path):
+    write_sweep_outputs(tmp_path / "toy")
+    text = docs_tables.render("toy", "final:train_acc,train_loss", tmp_path)
+    assert "| kind | n | train_acc | train_loss |" in text and "| abrupt | 3 | 0.700 ± 0.050 | 1.20 ± 0.50 |" in text
+    assert "| task-sampling | 3 | 0.90 [0.70, 1.00] | — |" in text
+    with pytest.raises(UserError, match="no final-task rows of nope"):
+        docs_tables.render("toy", "final:train_acc,nope", tmp_path)
