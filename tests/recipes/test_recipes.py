@@ -21,7 +21,9 @@ def test_recipe_profiles_validate(name):
     raw = recipes.load_recipe(name)
     assert {"description", "claim", "measure", "profiles"} <= set(raw)
     assert {"quick", "paper"} <= set(raw["profiles"])
-    assert raw["profiles"]["paper"].get("cost"), "the paper profile states its expected cost"
+    cost = raw["profiles"]["paper"].get("cost") or ""
+    assert cost, "the paper profile states its expected cost"
+    assert "estimat" in cost or "measured" in cost, "a cost says whether it was measured or is an estimate"
     for profile in ("quick", "paper"):
         spec = recipes.sweep_of(name, profile)
         if is_transfer(spec):
