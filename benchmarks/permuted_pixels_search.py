@@ -14,7 +14,7 @@ the paired differences of last 5 and of the final task from abrupt's (same seeds
 Usage::
 
     python benchmarks/permuted_pixels_search.py [--only ID,...] [--seeds 0,1,2]
-        [--kinds abrupt,input-interpolation,task-sampling] [--out DIR]
+        [--kinds abrupt,input-interpolation,task-sampling] [--baselines] [--out DIR]
 
 Runs are kept in DIR (default sweeps/permuted_pixels_search); a re-run skips finished runs.
 """
@@ -51,6 +51,11 @@ SETTINGS: dict[str, dict] = {
 }
 """Name → changes to BASE (a partial config mapping), in the order tried."""
 KINDS = ("abrupt", "input-interpolation", "task-sampling")
+BASELINES = {"l2": {"name": "l2", "coef": 1.0e-3}, "l2-init": {"name": "l2-init", "coef": 1.0e-3},
+             "spectral": {"name": "spectral", "coef": 0.1, "iterations": 2},
+             "shrink-perturb": {"name": "shrink-perturb", "shrink": 0.9, "noise": 0.01},
+             "redo": {"name": "redo", "every": 138, "tau": 0.1}}
+"""--baselines: the recipe's baselines, on abrupt switching (ReDo checks once per task: 138 steps)."""
 
 
 def merged(a: dict, b: dict) -> dict:
@@ -83,6 +88,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--out", default="sweeps/permuted_pixels_search")
+    ap.add_argument("--baselines", action="store_true",
+                    help="also abrupt + each of BASELINES (rows: Δ vs abrupt with method none)")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     ids = args.only.split(",") if args.only else None
@@ -94,21 +101,23 @@ def main() -> None:
         config = merged(BASE, SETTINGS[name])
         last5: dict[str, list[float]] = {}
         final: dict[str, list[float]] = {}
-        for kind in args.kinds.split(","):
+        rows = [(kind, kind, {}) for kind in args.kinds.split(",")]
+        rows += [(f"abrupt + {m}", "abrupt", {"method": BASELINES[m]}) for m in BASELINES if args.baselines]
+        for label, kind, over in rows:
             accs, cpus = [], []
             for seed in seeds:
                 slug = "".join(c if c.isalnum() else "-" for c in name.split(" ")[0])
-                acc, cpu = one_run(merged(config, {"seed": seed, "environment": {"kind": kind}}),
-                                   Path(args.out) / slug / f"{kind}-s{seed}")
+                acc, cpu = one_run(merged(config, {"seed": seed, "environment": {"kind": kind}, **over}),
+                                   Path(args.out) / slug / f"{label.replace(' + ', '+')}-s{seed}")
                 accs.append(acc)
                 cpus.append(cpu)
-            last5[kind] = [sum(a[-5:]) / len(a[-5:]) for a in accs]
-            final[kind] = [a[-1] for a in accs]
-            decay = fmt([m - a[0] for m, a in zip(last5[kind], accs, strict=True)])
-            vs = ["—" if kind == "abrupt" or "abrupt" not in last5
-                  else fmt([g - b for g, b in zip(sc[kind], sc["abrupt"], strict=True)]) for sc in (last5, final)]
-            print(f"| {name} | {kind} | {len(seeds)} | {fmt([a[0] for a in accs])} | {fmt(last5[kind])} "
-                  f"| {fmt(final[kind])} | {decay} | {' | '.join(vs)} | {sum(cpus) / len(cpus):.0f} |", flush=True)
+            last5[label] = [sum(a[-5:]) / len(a[-5:]) for a in accs]
+            final[label] = [a[-1] for a in accs]
+            decay = fmt([m - a[0] for m, a in zip(last5[label], accs, strict=True)])
+            vs = ["—" if label == "abrupt" or "abrupt" not in last5
+                  else fmt([g - b for g, b in zip(sc[label], sc["abrupt"], strict=True)]) for sc in (last5, final)]
+            print(f"| {name} | {label} | {len(seeds)} | {fmt([a[0] for a in accs])} | {fmt(last5[label])} "
+                  f"| {fmt(final[label])} | {decay} | {' | '.join(vs)} | {sum(cpus) / len(cpus):.0f} |", flush=True)
 
 
 if __name__ == "__main__":
