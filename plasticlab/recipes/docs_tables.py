@@ -12,7 +12,7 @@ is regenerated from ``reproduction/<NAME>/`` (next to the doc) by ``refresh``. K
   ``measure`` (``recipe.yaml``): one row per group with its grid values, n, the final task's mean ±
   95% CI, the mean over the last five tasks ± 95% CI, and the paired differences from the baseline
   group on both scopes (mean [95% CI]);
-- ``table``: a transfer recipe's ``table.txt``, verbatim in a code block;
+- ``table``: a transfer recipe's ``table.txt``, verbatim in a code block (``table:N``: its first N tables);
 - ``final:m1,m2,…``: those measures (diagnostics too) at each group's final task, mean ± 95% CI.
 
 ``plasticlab recipes reproduce`` refreshes the blocks after writing outputs; ``--docs-only`` refreshes
@@ -94,12 +94,15 @@ def headline(folder: Path, name: str | None = None) -> str:
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
-def table(folder: Path) -> str:
-    """A transfer recipe's ``table.txt`` in a code block."""
+def table(folder: Path, blocks: int | None = None) -> str:
+    """A transfer recipe's ``table.txt`` in a code block (its first ``blocks`` blank-line-separated tables)."""
     path = folder / "table.txt"
     if not path.is_file():
         raise UserError(f"generated table: {path} is missing (a `table` block needs a transfer recipe's outputs)")
-    return "```\n" + path.read_text().rstrip("\n") + "\n```\n"
+    text = path.read_text().rstrip("\n")
+    if blocks is not None:
+        text = "\n\n".join(text.split("\n\n")[:blocks])
+    return "```\n" + text + "\n```\n"
 
 
 def final_values(folder: Path, measures: list[str], name: str | None = None) -> str:
@@ -128,11 +131,13 @@ def final_values(folder: Path, measures: list[str], name: str | None = None) -> 
 def render(name: str, kind: str, folder: Path) -> str:
     """The body of block ``NAME KIND`` from ``folder/NAME`` (KIND: ``headline``, ``table`` or
     ``final:m1,m2,…``)."""
+    if kind.startswith("table:") and kind[len("table:"):].isdigit():
+        return table(folder / name, int(kind[len("table:"):]))
     if kind.startswith("final:"):
         return final_values(folder / name, [m for m in kind[len("final:"):].split(",") if m], name)
     if kind not in KINDS:
         raise UserError(f"generated table {name} {kind}: unknown kind {kind!r} "
-                        f"(allowed: {', '.join(KINDS)}, final:MEASURE,…)")
+                        f"(allowed: {', '.join(KINDS)}, table:N, final:MEASURE,…)")
     return headline(folder / name, name) if kind == "headline" else table(folder / name)
 
 

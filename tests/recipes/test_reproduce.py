@@ -236,3 +236,10 @@ def test_final_values_block_shows_the_named_measures_at_the_final_task(tmp_path)
     assert "| task-sampling | 3 | 0.90 [0.70, 1.00] | — |" in text
     with pytest.raises(UserError, match="no final-task rows of nope"):
         docs_tables.render("toy", "final:train_acc,nope", tmp_path)
+
+
+def test_table_block_can_keep_the_first_tables_of_a_transfer_table(tmp_path):
+    (tmp_path / "tr").mkdir()
+    (tmp_path / "tr" / "table.txt").write_text("first\nrow\n\nsecond\n\nthird\n")
+    assert docs_tables.render("tr", "table:2", tmp_path) == "```\nfirst\nrow\n\nsecond\n```\n"
+    assert docs_tables.render("tr", "table", tmp_path).endswith("third\n```\n")
