@@ -13,6 +13,7 @@ is regenerated from ``reproduction/<NAME>/`` (next to the doc) by ``refresh``. K
   95% CI, the mean over the last five tasks ± 95% CI, and the paired differences from the baseline
   group on both scopes (mean [95% CI]);
 - ``table``: a transfer recipe's ``table.txt``, verbatim in a code block (``table:N``: its first N tables);
+- ``correlation``: a transfer recipe's ``correlation.txt`` (its ``analysis``), verbatim in a code block;
 - ``final:m1,m2,…``: those measures (diagnostics too) at each group's final task, mean ± 95% CI.
 
 ``plasticlab recipes reproduce`` refreshes the blocks after writing outputs; ``--docs-only`` refreshes
@@ -33,7 +34,7 @@ from plasticlab.registry import UserError
 
 BLOCK = re.compile(r"(?P<open><!-- generated: (?P<name>\S+) (?P<kind>\S+) -->\n)(?P<body>.*?)"
                    r"(?P<close><!-- end generated -->)", re.S)
-KINDS = ("headline", "table")
+KINDS = ("headline", "table", "correlation")
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -94,9 +95,10 @@ def headline(folder: Path, name: str | None = None) -> str:
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
-def table(folder: Path, blocks: int | None = None) -> str:
-    """A transfer recipe's ``table.txt`` in a code block (its first ``blocks`` blank-line-separated tables)."""
-    path = folder / "table.txt"
+def table(folder: Path, blocks: int | None = None, file: str = "table.txt") -> str:
+    """A transfer recipe's ``table.txt`` (or ``correlation.txt``) in a code block (its first ``blocks``
+    blank-line-separated tables)."""
+    path = folder / file
     if not path.is_file():
         raise UserError(f"generated table: {path} is missing (a `table` block needs a transfer recipe's outputs)")
     text = path.read_text().rstrip("\n")
@@ -131,6 +133,8 @@ def final_values(folder: Path, measures: list[str], name: str | None = None) -> 
 def render(name: str, kind: str, folder: Path) -> str:
     """The body of block ``NAME KIND`` from ``folder/NAME`` (KIND: ``headline``, ``table`` or
     ``final:m1,m2,…``)."""
+    if kind == "correlation":
+        return table(folder / name, file="correlation.txt")
     if kind.startswith("table:") and kind[len("table:"):].isdigit():
         return table(folder / name, int(kind[len("table:"):]))
     if kind.startswith("final:"):

@@ -243,3 +243,5 @@ def test_table_block_can_keep_the_first_tables_of_a_transfer_table(tmp_path):
     (tmp_path / "tr" / "table.txt").write_text("first\nrow\n\nsecond\n\nthird\n")
     assert docs_tables.render("tr", "table:2", tmp_path) == "```\nfirst\nrow\n\nsecond\n```\n"
     assert docs_tables.render("tr", "table", tmp_path).endswith("third\n```\n")
+    (tmp_path / "tr" / "correlation.txt").write_text("r = 0.5\n")
+    assert docs_tables.render("tr", "correlation", tmp_path) == "```\nr = 0.5\n```\n"
