@@ -7,6 +7,8 @@ A recipe is a YAML file in this folder::
     claim: what the paper says
     measure: the measure the claim is about (train_acc, test_acc, test_bleu2, …)
     analysis: optional, e.g. {correlation: {x: input_sensitivity@0, y: test_acc@1}}
+    baseline: optional, e.g. {environment.kind: abrupt}: each group is compared with the group
+      that has these grid values and its others (default: the sweep's first point)
     profiles:
       quick: {base: …, grid: …, seeds: […]}                  # CPU, minutes
       paper: {base: …, grid: …, seeds: […], cost: "…"}       # the paper's setting, for a GPU
@@ -48,6 +50,10 @@ def load_recipe(name: str) -> dict:
     for key in raw:
         if key not in RECIPE_KEYS:
             raise UserError(f"recipe {name}: unknown key {key!r} (allowed: {', '.join(RECIPE_KEYS)})")
+    baseline = raw.get("baseline")
+    if baseline is not None and not (isinstance(baseline, dict) and baseline):
+        raise UserError(f"recipe {name}: baseline: expected a mapping of grid key → value such as "
+                        f"{{environment.kind: abrupt}}, got {baseline!r}")
     for prof, body in raw.get("profiles", {}).items():
         for key in body:
             if key not in PROFILE_KEYS:

@@ -78,3 +78,12 @@ def test_unknown_recipe_and_profile():
         recipes.load_recipe("nope")
     with pytest.raises(UserError, match="no profile"):
         recipes.sweep_of("quickstart", "huge")
+
+
+def test_a_recipe_baseline_must_be_a_mapping(tmp_path, monkeypatch):
+    monkeypatch.setattr(recipes, "FOLDER", tmp_path)
+    (tmp_path / "r.yaml").write_text("description: d\nbaseline: abrupt\nprofiles: {}\n")
+    with pytest.raises(UserError, match="baseline: expected a mapping"):
+        recipes.load_recipe("r")
+    (tmp_path / "r.yaml").write_text("description: d\nbaseline: {environment.kind: abrupt}\nprofiles: {}\n")
+    assert recipes.load_recipe("r")["baseline"] == {"environment.kind": "abrupt"}
